@@ -1,0 +1,59 @@
+# The course's commands. `make course` and `make test` are all a new user needs.
+#   make course   create the environment if needed, then run every notebook headless (build/)
+#   make test     unit tests + every notebook and solution under nbval, smoke profile
+#   make lab      open JupyterLab on the course
+#   make notebooks  rebuild .ipynb files and exercises from their .py sources
+#   make lock     re-pin requirements-lock.txt from the current environment
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+# Data: $CVAE_DATA_DIR if set; else the offline archive next to the repo (../shared), extracted
+# once; else nothing, and the notebooks download CIFAR-10 with torchvision.
+ARCHIVE  ?= $(abspath ../shared/data/cifar10-jpeg.tar.gz)
+DATA_DIR ?= $(HOME)/.cache/cvae_lib/cifar10-jpeg
+ifeq ($(CVAE_DATA_DIR),)
+ifneq ($(wildcard $(ARCHIVE)),)
+export CVAE_DATA_DIR := $(DATA_DIR)
+DATA_STAMP := $(DATA_DIR)/.extracted
+endif
+endif
+
+.PHONY: course test lab notebooks lock env data clean
+
+env: $(STAMP)
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python tools/check_env.py
+	touch $@
+
+data: $(DATA_STAMP)
+
+$(DATA_DIR)/.extracted: $(ARCHIVE)
+	mkdir -p $(DATA_DIR)
+	tar -xzf $(ARCHIVE) -C $(DATA_DIR)
+	touch $@
+
+course: env data
+	$(BIN)/python tools/run_course.py
+
+test: env data
+	$(BIN)/python -m pytest --nbval-lax tests notebooks solutions
+
+lab: env data
+	$(BIN)/jupyter lab notebooks
+
+notebooks: env
+	$(BIN)/python tools/build_notebooks.py
+
+lock: env
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements-lock.txt
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,104 @@
+"""Self-checks for the exercises: each check names the property that failed, not just "wrong".
+
+An exercise module (`checks/ex01.py`, ...) defines one function per task that builds a list
+of (property, test) pairs and hands it to `run_checks`:
+
+    def check_psnr(psnr):
+        x = torch.rand(4, 3, 8, 8)
+        return run_checks("psnr", [
+            ("returns one value per image, shape (B,)", lambda: expect_shape(psnr(x, x * 0.9), (4,))),
+            ...
+        ])
+
+In a notebook the student sees one line per property (passed / FAILED with the reason /
+not implemented yet); if any failed, `CheckFailed` is raised so the cell turns red. The same
+results travel as JSON (mimetype `CHECK_MIME`) in the cell output, which the grader reads.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+
+__all__ = ["CheckFailed", "CheckResult", "run_checks", "expect", "expect_shape", "expect_close",
+           "CHECK_MIME"]
+
+CHECK_MIME = "application/vnd.cvae-check+json"
+
+
+class CheckFailed(AssertionError):
+    """At least one property of an exercise does not hold; the message names which."""
+
+
+@dataclass
+class CheckResult:
+    exercise: str
+    prop: str
+    status: str        # "passed" | "failed" | "not implemented" | "error"
+    message: str = ""
+
+
+def expect(condition: bool, message: str) -> None:
+    """Fail the current property with `message` (what was expected and what was seen)."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def expect_shape(t, shape: Sequence[int]) -> None:
+    expect(isinstance(t, torch.Tensor), f"expected a tensor, got {type(t).__name__}")
+    expect(tuple(t.shape) == tuple(shape), f"expected shape {tuple(shape)}, got {tuple(t.shape)}")
+
+
+def expect_close(actual, expected, atol: float = 1e-4, what: str = "value") -> None:
+    a = torch.as_tensor(actual, dtype=torch.float64)
+    e = torch.as_tensor(expected, dtype=torch.float64)
+    expect(a.shape == e.shape, f"{what}: expected shape {tuple(e.shape)}, got {tuple(a.shape)}")
+    ok = torch.allclose(a, e, atol=atol, rtol=1e-4, equal_nan=False) or (
+        a.numel() == 1 and math.isinf(float(e)) and float(a) == float(e))
+    if not ok:
+        show = (lambda t: f"{float(t):.5g}") if a.numel() == 1 else (lambda t: str(t.flatten()[:4].tolist()))
+        raise AssertionError(f"{what}: expected {show(e)}, got {show(a)}")
+
+
+def run_checks(exercise: str, props: Sequence[tuple[str, Callable[[], None]]]) -> list[CheckResult]:
+    """Run every property test, report each, and raise CheckFailed if any did not pass."""
+    results = []
+    for prop, test in props:
+        try:
+            test()
+            results.append(CheckResult(exercise, prop, "passed"))
+        except NotImplementedError:
+            results.append(CheckResult(exercise, prop, "not implemented",
+                                       "replace `raise NotImplementedError` with your code"))
+        except AssertionError as e:
+            results.append(CheckResult(exercise, prop, "failed", str(e)))
+        except Exception as e:  # the student's code crashed: say where, not just that
+            results.append(CheckResult(exercise, prop, "error", f"{type(e).__name__}: {e}"))
+    _report(exercise, results)
+    bad = [r for r in results if r.status != "passed"]
+    if bad:
+        raise CheckFailed(f"{exercise}: {len(bad)} of {len(results)} properties do not hold; first: "
+                          f"'{bad[0].prop}' ({bad[0].status}{': ' + bad[0].message if bad[0].message else ''})")
+    return results
+
+
+_ICON = {"passed": "✓ passed", "failed": "✗ FAILED", "not implemented": "… not implemented yet",
+         "error": "✗ ERROR"}
+
+
+def _report(exercise: str, results: list[CheckResult]) -> None:
+    lines = [f"Checking {exercise}:"]
+    for r in results:
+        lines.append(f"  {_ICON[r.status]:<22} {r.prop}" + (f"\n{'':26}{r.message}" if r.message and r.status != "passed" else ""))
+    text = "\n".join(lines)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+        if get_ipython() is not None:
+            display({"text/plain": text, CHECK_MIME: {"results": [asdict(r) for r in results]}}, raw=True)
+            return
+    except ImportError:
+        pass
+    print(text)

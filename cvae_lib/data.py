@@ -1,0 +1,272 @@
+"""CIFAR-10 as uint8 tensors: loading, caching, subsets, splits and device-resident batches.
+
+Where the images come from, in order:
+1. an ImageFolder directory, `root=` or env `CVAE_DATA_DIR`: `<root>/{train,test}/<class>/*.jpg|png`
+   (`<root>/cifar10/...` is accepted too, as the offline archive unpacks that way);
+2. otherwise `torchvision.datasets.CIFAR10(download=True)` into `cache_dir()`.
+
+Decoding 60,000 files takes seconds, so the decoded arrays are cached as one uint8 tensor per
+split (`cache_dir()`, env `CVAE_CACHE_DIR`). Everything downstream works on `ImageSet`s:
+images `x` (N, 3, 32, 32) uint8 in [0, 255] and labels `y` (N,) int64 in 0..9, small enough
+(184 MB for all of CIFAR-10) to live on the GPU, so batches need no DataLoader workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+__all__ = ["CLASSES", "DataError", "ImageSet", "load_cifar10", "cache_dir", "find_root",
+           "to_float"]
+
+CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
+                            "dog", "frog", "horse", "ship", "truck")  # canonical label order 0..9
+IMAGE_SHAPE = (32, 32, 3)  # (H, W, C) of one CIFAR-10 image
+_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+class DataError(RuntimeError):
+    """The data could not be loaded; the message names the problem and the fix."""
+
+
+def cache_dir() -> Path:
+    """Where decoded arrays and downloads go: `$CVAE_CACHE_DIR` or `~/.cache/cvae_lib`."""
+    return Path(os.environ.get("CVAE_CACHE_DIR") or Path.home() / ".cache" / "cvae_lib")
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [0, 1], same shape."""
+    return x.float().div_(255.0)
+
+
+@dataclass
+class ImageSet:
+    """A labelled image set held as tensors.
+
+    x: (N, 3, 32, 32) uint8 in [0, 255];  y: (N,) int64 class ids in 0..9 (canonical CIFAR-10
+    ids are kept in every subset, so a class-conditional model sees the same id everywhere).
+    """
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: tuple[str, ...] = CLASSES
+
+    def __post_init__(self):
+        if self.x.dtype != torch.uint8 or self.x.dim() != 4 or self.x.shape[1] != 3:
+            raise ValueError(f"ImageSet.x must be uint8 (N, 3, H, W), got {tuple(self.x.shape)} "
+                             f"{self.x.dtype}")
+        if len(self.x) != len(self.y):
+            raise ValueError(f"{len(self.x)} images but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        counts = torch.bincount(self.y.cpu(), minlength=len(self.classes)).tolist()
+        present = {c: n for c, n in zip(self.classes, counts) if n}
+        return f"ImageSet({len(self)} images on {self.x.device}, per class {present})"
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device: torch.device | str) -> "ImageSet":
+        """The same set on `device` (a no-op if it is already there)."""
+        return ImageSet(self.x.to(device), self.y.to(device), self.classes)
+
+    def take(self, idx: torch.Tensor) -> "ImageSet":
+        """The images at positions `idx` (a 1-D index tensor)."""
+        idx = idx.to(self.x.device)
+        return ImageSet(self.x[idx], self.y[idx], self.classes)
+
+    def images(self, n: int | None = None) -> torch.Tensor:
+        """The first `n` images as float (n, 3, 32, 32) in [0, 1]."""
+        return to_float(self.x[:n])
+
+    def subset(self, classes: Sequence[str | int] | None = None, n_per_class: int | None = None,
+               seed: int = 0) -> "ImageSet":
+        """Keep only `classes` (names or ids) and at most `n_per_class` images of each.
+
+        The `n_per_class` images are a seeded random choice, so the same seed gives the same
+        subset on every machine. Order within the result: by class, then random.
+        """
+        ids = range(len(self.classes)) if classes is None else [self._class_id(c) for c in classes]
+        g = torch.Generator().manual_seed(seed)
+        y = self.y.cpu()
+        keep = []
+        for k in ids:
+            members = torch.nonzero(y == k).flatten()
+            if len(members) == 0:
+                raise DataError(f"class {self.classes[k]!r} has no images in this set; "
+                                f"available: {sorted(set(self.classes[i] for i in y.tolist()))}")
+            members = members[torch.randperm(len(members), generator=g)]
+            keep.append(members[:n_per_class] if n_per_class is not None else members)
+        return self.take(torch.cat(keep))
+
+    def split(self, n_val_per_class: int, seed: int = 0) -> tuple["ImageSet", "ImageSet"]:
+        """A stratified (train, validation) split: `n_val_per_class` of each class go to validation.
+
+        Validation is carved from the training split, so the test split is never used to
+        choose anything (epochs, early stopping, hyperparameters).
+        """
+        g = torch.Generator().manual_seed(seed)
+        y = self.y.cpu()
+        val, train = [], []
+        for k in torch.unique(y).tolist():
+            members = torch.nonzero(y == k).flatten()
+            members = members[torch.randperm(len(members), generator=g)]
+            if n_val_per_class >= len(members):
+                raise DataError(f"cannot take {n_val_per_class} validation images from class "
+                                f"{self.classes[k]!r}, which has only {len(members)}")
+            val.append(members[:n_val_per_class])
+            train.append(members[n_val_per_class:])
+        return self.take(torch.cat(train).sort().values), self.take(torch.cat(val).sort().values)
+
+    def batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+                hflip: bool = False, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x, y) batches on the set's device: x float (B, 3, 32, 32) in [0, 1], y (B,) int64.
+
+        The order is a seeded permutation of (seed, epoch), so every index appears exactly once
+        per epoch and a resumed run sees the same batches as an uninterrupted one. `hflip`
+        mirrors a seeded random half of each batch (augmentation done on the device).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        n = len(self)
+        order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+        order = order.to(self.x.device)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            idx = order[start:start + batch_size]
+            x = to_float(self.x[idx])  # (B, 3, H, W) in [0, 1]
+            if hflip:
+                flip = (torch.rand(len(idx), generator=g) < 0.5).to(x.device)
+                x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            yield x, self.y[idx]
+
+    def _class_id(self, c: str | int) -> int:
+        if isinstance(c, int):
+            if not 0 <= c < len(self.classes):
+                raise DataError(f"class id {c} out of range 0..{len(self.classes) - 1}")
+            return c
+        try:
+            return self.classes.index(c)
+        except ValueError:
+            raise DataError(f"unknown class {c!r}; CIFAR-10 classes are: "
+                            f"{', '.join(self.classes)}") from None
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_cifar10(split: str = "train", root: str | os.PathLike | None = None, *,
+                 download: bool = True, cache: bool = True) -> ImageSet:
+    """CIFAR-10 `split` ("train": 50,000 images, "test": 10,000) as an ImageSet on the CPU.
+
+    root: an ImageFolder directory (see module docstring); default `$CVAE_DATA_DIR`. Without
+    either, torchvision downloads the original data into `cache_dir()` if `download` is true.
+    Raises DataError with the fix when the folder, a class or an image is missing or broken.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    root = root if root is not None else os.environ.get("CVAE_DATA_DIR") or None
+    if root is None:
+        return _load_torchvision(split, download)
+    split_dir = find_root(root) / split
+    if not split_dir.is_dir():
+        raise DataError(f"CIFAR-10 split folder {split_dir} is missing: an ImageFolder copy needs "
+                        f"both train/ and test/ (re-extract the archive, or fix CVAE_DATA_DIR).")
+    files = _list_images(split_dir)
+    cache_file = cache_dir() / f"cifar10-{split}-{_fingerprint(files)}.pt"
+    if cache and cache_file.exists():
+        blob = torch.load(cache_file, weights_only=True)
+        return ImageSet(blob["x"], blob["y"])
+    data = _decode(files)
+    if cache:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"x": data.x, "y": data.y}, tmp)
+        os.replace(tmp, cache_file)  # atomic: a crash never leaves a half-written cache
+    return data
+
+
+def find_root(root: str | os.PathLike) -> Path:
+    """The folder holding train/ and test/: `root` itself or `root/cifar10`."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"CIFAR-10 folder {root} does not exist. Point CVAE_DATA_DIR (or root=) "
+                        f"at a folder with train/<class>/ and test/<class>/ image folders, e.g. "
+                        f"the extracted offline archive, or unset it to download with torchvision.")
+    for candidate in (root, root / "cifar10"):
+        if (candidate / "train").is_dir() or (candidate / "test").is_dir():
+            return candidate
+    raise DataError(f"{root} has no train/ or test/ folder. Expected the ImageFolder layout "
+                    f"<root>/{{train,test}}/<class>/*.jpg (or <root>/cifar10/...).")
+
+
+def _list_images(split_dir: Path) -> list[tuple[Path, int]]:
+    """(file, class id) for every image, classes in canonical order, files sorted by name."""
+    present = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    missing = [c for c in CLASSES if c not in present]
+    if missing:
+        raise DataError(f"class folder(s) {', '.join(missing)} missing in {split_dir}. CIFAR-10 "
+                        f"needs all ten: {', '.join(CLASSES)} (re-extract the archive).")
+    extra = [c for c in present if c not in CLASSES]
+    if extra:
+        raise DataError(f"unexpected folder(s) {', '.join(extra)} in {split_dir}; only the ten "
+                        f"CIFAR-10 classes may be there: {', '.join(CLASSES)}.")
+    files = []
+    for k, c in enumerate(CLASSES):
+        names = sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in _EXTENSIONS)
+        if not names:
+            raise DataError(f"class folder {split_dir / c} holds no images (.jpg/.png).")
+        files += [(p, k) for p in names]
+    return files
+
+
+def _fingerprint(files: list[tuple[Path, int]]) -> str:
+    """A short hash of paths and sizes: the cache is rebuilt when the folder changes."""
+    h = hashlib.sha1()
+    for p, k in files:
+        h.update(f"{p}|{p.stat().st_size}|{k}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def _decode(files: list[tuple[Path, int]]) -> ImageSet:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    x = np.empty((len(files), *IMAGE_SHAPE), dtype=np.uint8)  # (N, H, W, C)
+    for i, (path, _) in enumerate(files):
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB") if im.mode != "RGB" else im
+                a = np.asarray(im)
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise DataError(f"cannot decode image {path} ({e}). The file is corrupt: "
+                            f"delete it or re-extract the archive.") from e
+        if a.shape != IMAGE_SHAPE:
+            raise DataError(f"image {path} is {a.shape[1]}x{a.shape[0]}, expected 32x32 RGB: "
+                            f"this is not a CIFAR-10 image (remove it or resize the folder).")
+        x[i] = a
+    y = torch.tensor([k for _, k in files], dtype=torch.int64)
+    return ImageSet(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), y)  # (N, C, H, W)
+
+
+def _load_torchvision(split: str, download: bool) -> ImageSet:
+    from torchvision.datasets import CIFAR10
+
+    target = cache_dir() / "torchvision"
+    try:
+        ds = CIFAR10(str(target), train=(split == "train"), download=download)
+    except RuntimeError as e:  # not downloaded and download=False
+        raise DataError(f"CIFAR-10 is not in {target} and download is off. Set CVAE_DATA_DIR to "
+                        f"an ImageFolder copy, or allow download=True with internet.") from e
+    except OSError as e:  # URLError, socket errors: no network
+        raise DataError(f"could not download CIFAR-10 ({e}). Without internet, set CVAE_DATA_DIR "
+                        f"to an offline ImageFolder copy (<root>/{{train,test}}/<class>/*.jpg).") from e
+    x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+    return ImageSet(x, torch.tensor(ds.targets, dtype=torch.int64))

@@ -1,0 +1,97 @@
+"""Figures for the notebooks. Every function returns a matplotlib Figure and never calls show().
+
+Images are float tensors (B, 3, H, W) in [0, 1] (clipped for display) or uint8 in [0, 255].
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+__all__ = ["image_grid", "show_images", "reconstructions", "loss_curves", "save_figure"]
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    x = x.detach().cpu()
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float().clamp(0, 1)
+
+
+def image_grid(x: torch.Tensor, nrow: int = 10, pad: int = 1) -> torch.Tensor:
+    """Tile images (B, 3, H, W) into one (H', W', 3) array, `nrow` images per row, white gaps."""
+    x = _as_float(x)
+    b, c, h, w = x.shape
+    ncol = min(nrow, b)
+    rows = math.ceil(b / ncol)
+    grid = torch.ones(c, rows * (h + pad) - pad, ncol * (w + pad) - pad)
+    for i in range(b):
+        r, k = divmod(i, ncol)
+        grid[:, r * (h + pad):r * (h + pad) + h, k * (w + pad):k * (w + pad) + w] = x[i]
+    return grid.permute(1, 2, 0)  # (C, H', W') -> (H', W', C) for imshow
+
+
+def show_images(x: torch.Tensor, nrow: int = 10, title: str | None = None,
+                row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None,
+                scale: float = 0.6) -> Figure:
+    """One figure with the images in a grid; optional labels on the left of rows / above columns."""
+    ncol = min(nrow, len(x))
+    nrows = math.ceil(len(x) / ncol)
+    fig, ax = plt.subplots(figsize=(max(2.0, ncol * scale), max(1.0, nrows * scale) + 0.4))
+    ax.imshow(image_grid(x, nrow).numpy(), interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+    side = x.shape[-1] + 1
+    if row_labels is not None:
+        ax.set_yticks([side * i + side / 2 - 1 for i in range(len(row_labels))], list(row_labels))
+    if col_labels is not None:
+        ax.set_xticks([side * i + side / 2 - 1 for i in range(len(col_labels))], list(col_labels),
+                      rotation=45, ha="left")
+        ax.xaxis.tick_top()
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, n: int = 10,
+                    title: str | None = None) -> Figure:
+    """Originals (top row) above their reconstructions (bottom row), `n` pairs."""
+    both = torch.cat([_as_float(x[:n]), _as_float(x_hat[:n])])
+    return show_images(both, nrow=min(n, len(x)), title=title,
+                       row_labels=["original", "reconstruction"])
+
+
+def loss_curves(history, keys: Sequence[str] | None = None, title: str = "training",
+                logy: bool = False) -> Figure:
+    """Per-epoch curves of a `train.History` (or dict of lists), e.g. train and validation loss."""
+    rows = history.rows if hasattr(history, "rows") else [dict(zip(history, v)) for v in zip(*history.values())]
+    keys = keys or [k for k in ("train_loss", "val_loss") if any(k in r for r in rows)]
+    epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for k in keys:
+        ax.plot(epochs, [r.get(k, math.nan) for r in rows], marker="o", ms=3, label=k)
+    ax.set_xlabel("epoch"), ax.set_title(title)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, name: str, folder: str | None = None) -> str | None:
+    """Save `fig` as PNG under `$CVAE_FIGURES_DIR` (set by `make course`) or `folder`; else do nothing.
+
+    Returns the path written, or None.
+    """
+    import os
+
+    folder = folder or os.environ.get("CVAE_FIGURES_DIR")
+    if not folder:
+        return None
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.png")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path

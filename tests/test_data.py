@@ -1,0 +1,126 @@
+"""Data loading from an ImageFolder, its clear errors, subsets, splits and the batch iterator."""
+from __future__ import annotations
+
+import shutil
+from urllib.error import URLError
+
+import pytest
+import torch
+
+from cvae_lib import data
+from cvae_lib.data import CLASSES, DataError, ImageSet, load_cifar10
+
+
+def test_loads_image_folder_in_canonical_order(image_folder):
+    s = load_cifar10("train", image_folder)
+    assert s.x.shape == (30, 3, 32, 32) and s.x.dtype == torch.uint8
+    assert s.y.tolist() == [k for k in range(10) for _ in range(3)]
+    # the marker pixel (class id, index) came through decoding at the right place
+    assert s.x[4, :, 0, 0].tolist() == [1, 1, 7]
+
+
+def test_accepts_parent_folder_and_env(image_folder, tmp_path, monkeypatch):
+    nested = tmp_path / "outer"
+    shutil.copytree(image_folder, nested / "cifar10")
+    monkeypatch.setenv("CVAE_DATA_DIR", str(nested))
+    assert len(load_cifar10("test")) == 30
+
+
+def test_cache_is_used_and_equal(image_folder, monkeypatch):
+    first = load_cifar10("train", image_folder)
+    monkeypatch.setattr(data, "_decode", lambda files: pytest.fail("decoded again despite the cache"))
+    second = load_cifar10("train", image_folder)
+    assert torch.equal(first.x, second.x) and torch.equal(first.y, second.y)
+
+
+def test_missing_folder_names_it(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*CVAE_DATA_DIR"):
+        load_cifar10("train", tmp_path / "nope")
+
+
+def test_missing_split(image_folder):
+    shutil.rmtree(image_folder / "test")
+    with pytest.raises(DataError, match="test is missing"):
+        load_cifar10("test", image_folder, cache=False)
+
+
+def test_missing_class_names_it(image_folder):
+    shutil.rmtree(image_folder / "train" / "frog")
+    with pytest.raises(DataError, match="frog missing"):
+        load_cifar10("train", image_folder, cache=False)
+
+
+def test_corrupt_image_names_the_file(image_folder):
+    bad = image_folder / "train" / "cat" / "0001.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"cannot decode image .*cat/0001\.png.*corrupt"):
+        load_cifar10("train", image_folder, cache=False)
+
+
+def test_wrong_size_names_the_file(image_folder):
+    from PIL import Image
+    Image.new("RGB", (64, 48)).save(image_folder / "train" / "dog" / "0000.png")
+    with pytest.raises(DataError, match=r"dog/0000\.png is 64x48, expected 32x32"):
+        load_cifar10("train", image_folder, cache=False)
+
+
+def test_no_network_gives_clear_error(monkeypatch, tmp_path):
+    """Without a data folder, the torchvision download is tried; its network failure is explained."""
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.delenv("CVAE_DATA_DIR", raising=False)
+    monkeypatch.setenv("CVAE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(DataError, match="could not download CIFAR-10.*CVAE_DATA_DIR"):
+        load_cifar10("train")
+
+
+def _toy(n_per_class=20):
+    y = torch.arange(10).repeat_interleave(n_per_class)
+    x = torch.randint(0, 256, (len(y), 3, 32, 32), dtype=torch.uint8)
+    return ImageSet(x, y)
+
+
+def test_subset_by_class_and_count_is_seeded():
+    s = _toy()
+    a = s.subset(["frog", 0], n_per_class=5, seed=3)
+    assert sorted(a.y.tolist()) == [0] * 5 + [6] * 5
+    assert torch.equal(a.x, s.subset(["frog", 0], n_per_class=5, seed=3).x)
+    assert not torch.equal(a.x, s.subset(["frog", 0], n_per_class=5, seed=4).x)
+    with pytest.raises(DataError, match="unknown class 'plane'"):
+        s.subset(["plane"])
+
+
+def test_split_is_stratified_and_disjoint():
+    s = _toy()
+    s.x[:, 0, 0, 0] = torch.arange(len(s)).to(torch.uint8)  # tag each image
+    train, val = s.split(4, seed=0)
+    assert torch.bincount(val.y).tolist() == [4] * 10 and len(train) == len(s) - 40
+    tags = set(train.x[:, 0, 0, 0].tolist()) | set(val.x[:, 0, 0, 0].tolist())
+    assert len(tags) == len(s)  # every image in exactly one part
+
+
+def test_batches_cover_every_index_once_per_epoch():
+    s = _toy(7)
+    s.x[:, 0, 0, 0] = torch.arange(len(s)).to(torch.uint8)
+    for epoch in range(2):
+        seen = [int(v) for x, _ in s.batches(16, epoch=epoch) for v in (x[:, 0, 0, 0] * 255).round()]
+        assert sorted(seen) == list(range(len(s)))
+    order0 = [x[:, 0, 0, 0] for x, _ in s.batches(16, epoch=0)]
+    order1 = [x[:, 0, 0, 0] for x, _ in s.batches(16, epoch=1)]
+    assert not torch.equal(torch.cat(order0), torch.cat(order1))  # reshuffled per epoch
+
+
+def test_batches_values_and_flips():
+    s = _toy(2)
+    x, y = next(s.batches(len(s), shuffle=False))
+    assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert torch.allclose(x * 255, s.x.float())
+    xf, _ = next(s.batches(len(s), shuffle=False, hflip=True, seed=1))
+    flipped = [(torch.equal(a, b.flip(2)) and not torch.equal(a, b)) for a, b in zip(xf, x)]
+    same = [torch.equal(a, b) for a, b in zip(xf, x)]
+    assert all(f or s_ for f, s_ in zip(flipped, same)) and 0 < sum(flipped) < len(x)
+

@@ -1,0 +1,58 @@
+"""Exercises: generated from solutions and up to date; every check fails on the stub, passes on the solution."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from cvae_lib.checks import CHECK_MIME
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = sorted((ROOT / "solutions").glob("ex*.ipynb"))
+sys.path.insert(0, str(ROOT / "tools"))
+import build_notebooks  # noqa: E402
+
+
+def run(path: Path) -> list[dict]:
+    """Execute a notebook in a fresh kernel (errors allowed) and return every check result."""
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    return [r for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+            for r in out.get("data", {}).get(CHECK_MIME, {}).get("results", [])]
+
+
+def test_there_are_exercises():
+    assert SOLUTIONS, "no solutions/ex*.ipynb found"
+
+
+def test_exercises_are_up_to_date():
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "build_notebooks.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_stub_replaces_solution_regions():
+    src = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n    ### END SOLUTION\n"
+    out = build_notebooks.strip_solutions(src)
+    assert "return x + y" not in out and "    raise NotImplementedError()" in out and "y = 1" in out
+    with pytest.raises(ValueError, match="without"):
+        build_notebooks.strip_solutions("### BEGIN SOLUTION\nx = 1\n")
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_checks_pass_on_solution_and_fail_on_stub(solution):
+    solved = run(solution)
+    assert solved, f"{solution.name} reported no checks"
+    failing = [r for r in solved if r["status"] != "passed"]
+    assert not failing, f"checks fail on the solution: {failing}"
+
+    stub = run(ROOT / "exercises" / solution.name)
+    assert {(r["exercise"], r["prop"]) for r in stub} == {(r["exercise"], r["prop"]) for r in solved}
+    passing = [r for r in stub if r["status"] == "passed"]
+    assert not passing, f"checks pass on the unsolved stub (they cannot fail): {passing}"
+    assert all(r["status"] == "not implemented" for r in stub), stub

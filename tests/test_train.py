@@ -1,0 +1,158 @@
+"""The training loop: a short fit, checkpoints, exact resume, clear errors, early stopping, EMA."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cvae_lib.data import ImageSet
+from cvae_lib.models.ae import AEConfig, Autoencoder, ae_loss
+from cvae_lib.train import (EMA, CheckpointError, TrainConfig, fit, load_checkpoint, load_model,
+                            load_or_train)
+
+CFG = AEConfig(latent_dim=8, width=8)
+
+
+def toy_set(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                    torch.arange(n) % 10)
+
+
+def tcfg(**kw):
+    base = dict(epochs=2, batch_size=16, progress=False, seed=0, hflip=True)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_step_fit_changes_weights_and_logs():
+    torch.manual_seed(0)
+    model = Autoencoder(CFG)
+    before = weights(model)
+    h = fit(model, ae_loss, toy_set(), tcfg(epochs=1, max_steps=2), val=toy_set(20, 1), device="cpu")
+    assert len(h) == 1 and h.rows[0]["epoch"] == 1
+    assert h["train_loss"][0] > 0 and h["val_loss"][0] > 0 and h.seconds > 0
+    assert not same_weights(before, model.state_dict())
+    assert not model.training  # fit hands the model back in eval mode
+
+
+def test_logged_terms_are_averaged():
+    def loss_with_terms(model, x, y):
+        loss = ae_loss(model, x, y)
+        return loss, {"double": 2 * loss}
+    h = fit(Autoencoder(CFG), loss_with_terms, toy_set(), tcfg(epochs=1), val=toy_set(20, 1), device="cpu")
+    row = h.rows[0]
+    assert row["train_double"] == pytest.approx(2 * row["train_loss"], rel=1e-5)
+    assert row["val_double"] == pytest.approx(2 * row["val_loss"], rel=1e-5)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = Autoencoder(CFG)
+    fit(model, ae_loss, toy_set(), tcfg(epochs=1), checkpoint=tmp_path / "m.pt", device="cpu")
+    state = load_checkpoint(tmp_path / "m.pt")
+    assert state["model_config"] == {"latent_dim": 8, "width": 8, "residual": True, "n_stages": 3}
+    assert state["epoch"] == 1 and state["done"] and not any(k.startswith("_orig_mod") for k in state["model"])
+    rebuilt = load_model(tmp_path / "m.pt", Autoencoder, AEConfig)
+    assert rebuilt.cfg == CFG and same_weights(weights(model), rebuilt.state_dict())
+    x = toy_set(4).images()
+    with torch.no_grad():
+        assert torch.allclose(model(x), rebuilt(x), atol=1e-6)  # model is channels_last: other kernels
+
+
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
+    """Crash in the middle of epoch 3, run again: same weights as a run that never stopped."""
+    data, cfg = toy_set(), tcfg(epochs=3)
+    torch.manual_seed(0)
+    reference = Autoencoder(CFG)
+    ema_ref = EMA(reference, 0.9)
+    fit(reference, ae_loss, data, cfg, checkpoint=tmp_path / "ref.pt", ema=ema_ref, device="cpu")
+
+    calls = {"n": 0}
+    def crashing_loss(model, x, y):
+        calls["n"] += 1
+        if calls["n"] == 7:  # 3 steps per epoch: the first step of epoch 3
+            raise KeyboardInterrupt
+        return ae_loss(model, x, y)
+
+    torch.manual_seed(0)
+    model = Autoencoder(CFG)
+    ema = EMA(model, 0.9)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, crashing_loss, data, cfg, checkpoint=tmp_path / "run.pt", ema=ema, device="cpu")
+    assert load_checkpoint(tmp_path / "run.pt")["epoch"] == 2
+
+    torch.manual_seed(123)  # a different global RNG state must not matter: it is restored
+    resumed = Autoencoder(CFG)
+    ema2 = EMA(resumed, 0.9)
+    h = fit(resumed, ae_loss, data, cfg, checkpoint=tmp_path / "run.pt", ema=ema2, device="cpu")
+    assert [r["epoch"] for r in h.rows] == [1, 2, 3]
+    assert same_weights(weights(reference), resumed.state_dict())
+    assert same_weights(ema_ref.state_dict(), ema2.state_dict())
+
+
+def test_checkpoint_from_other_config_is_refused(tmp_path):
+    fit(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=1), checkpoint=tmp_path / "m.pt", device="cpu")
+    other = Autoencoder(AEConfig(latent_dim=16, width=8))
+    with pytest.raises(CheckpointError, match=r"another config.*latent_dim.*new checkpoint path"):
+        load_or_train(other, ae_loss, toy_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    with pytest.raises(CheckpointError, match="other settings \\(lr\\)"):
+        fit(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=2, lr=0.1), checkpoint=tmp_path / "m.pt", device="cpu")
+
+
+def test_garbage_checkpoint_is_refused(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_load_or_train_loads_without_training(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    trained = Autoencoder(CFG)
+    load_or_train(trained, ae_loss, toy_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    import cvae_lib.train as train_mod
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: pytest.fail("trained again"))
+    fresh = Autoencoder(CFG)
+    h = load_or_train(fresh, ae_loss, toy_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    assert len(h) == 1 and same_weights(weights(trained), fresh.state_dict())
+
+
+def test_nan_loss_is_explained(tmp_path):
+    def nan_loss(model, x, y):
+        return ae_loss(model, x, y) * float("nan")
+    with pytest.raises(FloatingPointError, match="became nan.*lower learning rate"):
+        fit(Autoencoder(CFG), nan_loss, toy_set(), tcfg(epochs=1, log_every=1), device="cpu")
+
+
+def test_early_stopping_restores_best_weights():
+    """With a huge learning rate the validation loss rises; training stops and keeps epoch 1."""
+    snapshots = []
+    def spy_loss(model, x, y):
+        return ae_loss(model, x, y)
+    torch.manual_seed(0)
+    model = Autoencoder(CFG)
+    val = toy_set(20, 1)
+    calls = {"epoch_end": []}
+    h = fit(model, spy_loss, toy_set(), tcfg(epochs=10, lr=0.5, early_stopping=2), val=val, device="cpu")
+    best = min(range(len(h)), key=lambda i: h["val_loss"][i])
+    assert h.stopped_early and h.best_epoch == best + 1 and len(h) == h.best_epoch + 2
+    from cvae_lib.train import evaluate
+    assert evaluate(model, ae_loss, val)["loss"] == pytest.approx(h["val_loss"][best], rel=1e-5)
+
+
+def test_ema_tracks_weights():
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, decay=0.5)
+    start = ema.model.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.model.weight, start + 0.5)  # halfway to the new weights
+    assert not ema.model.weight.requires_grad

@@ -1,0 +1,113 @@
+"""Build every .ipynb from its jupytext source, and the student exercises from the solutions.
+
+Sources (the only files anyone edits):
+    notebooks/NN_name.py      chapters, jupytext "percent" format
+    solutions/exNN_name.py    exercises with their solutions, between nbgrader's markers
+
+Built (committed, without outputs, so Colab/Binder can open them):
+    notebooks/NN_name.ipynb, solutions/exNN_name.ipynb
+    exercises/exNN_name.py + .ipynb: the solution with every region between
+    `### BEGIN SOLUTION` and `### END SOLUTION` replaced by a stub that raises NotImplementedError
+
+    python tools/build_notebooks.py           # write everything
+    python tools/build_notebooks.py --check   # exit 1 and list what is out of date (used by tests)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+ANSWER = "YOUR ANSWER HERE"
+GENERATED = ("*This notebook is generated from `solutions/{name}.py` by `tools/build_notebooks.py`; "
+             "edit the solution, not this file.*")
+
+
+def strip_solutions(source: str, markdown: bool = False) -> str:
+    """Replace each BEGIN/END SOLUTION region (markers included) by a stub at the same indent."""
+    out, inside = [], False
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            if inside:
+                raise ValueError(f"nested '{BEGIN}' in:\n{source}")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [ANSWER] if markdown else [indent + s for s in STUB.splitlines()]
+        elif stripped.startswith(END):
+            if not inside:
+                raise ValueError(f"'{END}' without '{BEGIN}' in:\n{source}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"'{BEGIN}' without '{END}' in:\n{source}")
+    return "\n".join(out)
+
+
+def exercise_from_solution(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    """The student notebook: solutions stubbed, a generated-file note on top."""
+    ex = nbformat.v4.new_notebook(metadata=nb.metadata)
+    ex.cells.append(nbformat.v4.new_markdown_cell(GENERATED.format(name=name)))
+    n_regions = 0
+    for cell in nb.cells:
+        new = nbformat.from_dict(dict(cell))
+        if BEGIN in cell.source:
+            n_regions += cell.source.count(BEGIN)
+            new.source = strip_solutions(cell.source, markdown=cell.cell_type == "markdown")
+        ex.cells.append(new)
+    if n_regions == 0:
+        raise ValueError(f"solutions/{name}.py has no '{BEGIN}' region: nothing for the student to do")
+    return ex
+
+
+def _ipynb_text(nb: nbformat.NotebookNode) -> str:
+    """Notebook JSON with stable cell ids, so rebuilding an unchanged source changes nothing."""
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:03d}"
+    return jupytext.writes(nb, fmt="ipynb")
+
+
+def outputs() -> dict[Path, str]:
+    """Every built file and the text it should contain."""
+    files: dict[Path, str] = {}
+    for folder in ("notebooks", "solutions"):
+        for src in sorted((ROOT / folder).glob("*.py")):
+            nb = jupytext.read(src)
+            files[src.with_suffix(".ipynb")] = _ipynb_text(nb)
+            if folder == "solutions":
+                ex = exercise_from_solution(nb, src.stem)
+                target = ROOT / "exercises" / src.name
+                files[target] = jupytext.writes(ex, fmt="py:percent")
+                files[target.with_suffix(".ipynb")] = _ipynb_text(ex)
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only report out-of-date files")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in outputs().items():
+        current = path.read_text() if path.exists() else None
+        if current != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    if args.check and stale:
+        print("out of date (run `python tools/build_notebooks.py`):\n  " + "\n  ".join(map(str, stale)))
+        return 1
+    print(f"{'checked' if args.check else 'wrote'} {len(stale) if not args.check else 'all'} file(s)"
+          if stale or args.check else "everything up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
