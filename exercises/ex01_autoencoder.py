@@ -14,16 +14,25 @@
 # ---
 
 # %% [markdown]
-# *This notebook is generated from `solutions/ex01_autoencoder.py` by `tools/build_notebooks.py`; edit the solution, not this file.*
-
-# %% [markdown]
 # # Exercise 01: autoencoder building blocks
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cvae-course/cvae-course/blob/main/exercises/ex01_autoencoder.ipynb)
 #
 # Three small functions from chapter 01. Write each one where it says `YOUR CODE HERE`, then run
 # the check cell below it: the check tells you **which property** of your function does not
 # hold yet (shape, a known value, an edge case), not just "wrong".
 #
 # Run time: a few seconds, no training, no data.
+#
+# *This notebook is generated from `solutions/ex01_autoencoder.py` by `tools/build_notebooks.py`; edit the solution, not this file.*
+
+# %%
+# Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens.
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is None:
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/cvae-course/cvae-course", "/content/cvae-course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/cvae-course"], check=True)
+    sys.path.insert(0, "/content/cvae-course")  # importable in this kernel without a restart
 
 # %%
 import torch

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -13,6 +15,8 @@
 
 # %% [markdown]
 # # 00 · Setup: is everything in place?
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cvae-course/cvae-course/blob/main/notebooks/00_setup.ipynb)
 #
 # This notebook checks your environment before the course starts: library versions, the device
 # PyTorch will use, whether CIFAR-10 can be found, and which **profile** sizes every run.
@@ -27,6 +31,14 @@
 # - *Laptop*: `make course` (or `make lab` to open JupyterLab) from the repository root.
 # - *Colab*: open a notebook from the README's badges; its first cell installs the course.
 # - *Binder*: the README's Binder badge builds `environment.yml` (CPU only, so use the cpu profile).
+
+# %%
+# Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens.
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is None:
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/cvae-course/cvae-course", "/content/cvae-course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/cvae-course"], check=True)
+    sys.path.insert(0, "/content/cvae-course")  # importable in this kernel without a restart
 
 # %%
 import os

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -13,6 +15,8 @@
 
 # %% [markdown]
 # # 01 · The autoencoder: compressing images, and why that is not yet generating them
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cvae-course/cvae-course/blob/main/notebooks/01_autoencoder.ipynb)
 #
 # An autoencoder squeezes each image through a small code $z$ and learns to rebuild it:
 #
@@ -30,6 +34,14 @@
 # | gpu | ~3 min | a wider model for 30 epochs |
 #
 # Exercise: `exercises/ex01_autoencoder.ipynb` (PSNR, interpolation, the bottleneck block).
+
+# %%
+# Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens.
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is None:
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/cvae-course/cvae-course", "/content/cvae-course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/cvae-course"], check=True)
+    sys.path.insert(0, "/content/cvae-course")  # importable in this kernel without a restart
 
 # %%
 import torch

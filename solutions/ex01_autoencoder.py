@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,11 +16,21 @@
 # %% [markdown]
 # # Exercise 01: autoencoder building blocks
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cvae-course/cvae-course/blob/main/solutions/ex01_autoencoder.ipynb)
+#
 # Three small functions from chapter 01. Write each one where it says `YOUR CODE HERE`, then run
 # the check cell below it: the check tells you **which property** of your function does not
 # hold yet (shape, a known value, an edge case), not just "wrong".
 #
 # Run time: a few seconds, no training, no data.
+
+# %%
+# Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens.
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is None:
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/cvae-course/cvae-course", "/content/cvae-course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/cvae-course"], check=True)
+    sys.path.insert(0, "/content/cvae-course")  # importable in this kernel without a restart
 
 # %%
 import torch

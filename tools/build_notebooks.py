@@ -18,10 +18,24 @@ import argparse
 import sys
 from pathlib import Path
 
+import tomllib
+
 import jupytext
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+# The GitHub repository the badges point at: change it in pyproject.toml ([project.urls]) in a fork.
+REPO_URL = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+REPO = REPO_URL.removeprefix("https://github.com/")
+COLAB_BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+               "(https://colab.research.google.com/github/{repo}/blob/main/{path})")
+SETUP_MARK = "# Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens."
+SETUP_CELL = f"""{SETUP_MARK}
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is None:
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "{REPO_URL}", "/content/cvae-course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/cvae-course"], check=True)
+    sys.path.insert(0, "/content/cvae-course")  # importable in this kernel without a restart"""
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 ANSWER = "YOUR ANSWER HERE"
@@ -51,16 +65,45 @@ def strip_solutions(source: str, markdown: bool = False) -> str:
     return "\n".join(out)
 
 
+def colab_badge(path: str) -> str:
+    """The "Open in Colab" badge for the notebook at `path` (relative to the repository root)."""
+    return COLAB_BADGE.format(repo=REPO, path=path)
+
+
+def with_launchers(nb: nbformat.NotebookNode, path: str) -> nbformat.NotebookNode:
+    """`nb` with its Colab badge under the title and the setup cell as the first code cell.
+
+    Both are written from the templates above, so every notebook carries the same, tested
+    setup cell and a badge pointing at its own path.
+    """
+    nb = nbformat.from_dict(nb)
+    md = next(c for c in nb.cells if c.cell_type == "markdown")
+    lines = [l for l in md.source.splitlines() if "colab-badge.svg" not in l]
+    title = lines[:1] if lines and lines[0].startswith("#") else []
+    rest = lines[len(title):]
+    while rest and not rest[0].strip():
+        rest = rest[1:]
+    md.source = "\n".join(title + ([""] if title else []) + [colab_badge(path), ""] + rest).rstrip()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if code and code[0].source.startswith(SETUP_MARK):
+        code[0].source = SETUP_CELL
+    else:
+        nb.cells.insert(nb.cells.index(md) + 1, nbformat.v4.new_code_cell(SETUP_CELL))
+    return nb
+
+
 def exercise_from_solution(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     """The student notebook: solutions stubbed, a generated-file note on top."""
     ex = nbformat.v4.new_notebook(metadata=nb.metadata)
-    ex.cells.append(nbformat.v4.new_markdown_cell(GENERATED.format(name=name)))
-    n_regions = 0
+    n_regions, noted = 0, False
     for cell in nb.cells:
         new = nbformat.from_dict(dict(cell))
         if BEGIN in cell.source:
             n_regions += cell.source.count(BEGIN)
             new.source = strip_solutions(cell.source, markdown=cell.cell_type == "markdown")
+        if cell.cell_type == "markdown" and not noted:  # the title cell says where it comes from
+            new.source = new.source.rstrip() + "\n\n" + GENERATED.format(name=name)
+            noted = True
         ex.cells.append(new)
     if n_regions == 0:
         raise ValueError(f"solutions/{name}.py has no '{BEGIN}' region: nothing for the student to do")
@@ -79,10 +122,11 @@ def outputs() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for folder in ("notebooks", "solutions"):
         for src in sorted((ROOT / folder).glob("*.py")):
-            nb = jupytext.read(src)
+            nb = with_launchers(jupytext.read(src), f"{folder}/{src.stem}.ipynb")
+            files[src] = jupytext.writes(nb, fmt="py:percent")  # sources carry the launchers too
             files[src.with_suffix(".ipynb")] = _ipynb_text(nb)
             if folder == "solutions":
-                ex = exercise_from_solution(nb, src.stem)
+                ex = with_launchers(exercise_from_solution(nb, src.stem), f"exercises/{src.stem}.ipynb")
                 target = ROOT / "exercises" / src.name
                 files[target] = jupytext.writes(ex, fmt="py:percent")
                 files[target.with_suffix(".ipynb")] = _ipynb_text(ex)
