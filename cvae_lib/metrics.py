@@ -8,7 +8,8 @@ import math
 
 import torch
 
-__all__ = ["psnr", "mse_per_image", "ssim", "bits_per_dim"]
+__all__ = ["psnr", "mse_per_image", "ssim", "bits_per_dim", "frechet_distance", "gaussian_frechet",
+           "kid", "fid", "inception_weights", "MissingWeightsError", "nearest_neighbours"]
 
 
 def mse_per_image(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -48,3 +49,116 @@ def bits_per_dim(nll: torch.Tensor, n_dims: int = 3 * 32 * 32) -> torch.Tensor:
     scores exactly 8. Applied to a negative ELBO it is an upper bound on the true value.
     """
     return nll / (n_dims * math.log(2.0))
+
+
+# ----------------------------------------------------------------------------- distributions
+
+def gaussian_frechet(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
+                     sigma2: torch.Tensor) -> float:
+    """Frechet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2), squared:
+
+        d^2 = |mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 (sigma1^1/2 sigma2 sigma1^1/2)^1/2)
+
+    (Dowson & Landau, 1982; the formula behind FID, Heusel et al. 2017). Computed in float64
+    with symmetric eigen-decompositions, so it is exactly symmetric up to rounding.
+    """
+    mu1, mu2, s1, s2 = (t.detach().double().cpu() for t in (mu1, mu2, sigma1, sigma2))
+    w, v = torch.linalg.eigh(s1)
+    root1 = (v * w.clamp_min(0).sqrt()) @ v.T                      # sigma1^(1/2)
+    middle = torch.linalg.eigvalsh(root1 @ s2 @ root1).clamp_min(0)  # eigenvalues of the product
+    return float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * middle.sqrt().sum())
+
+
+def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N, D) and (M, D).
+
+    With Inception features this is FID; with the course classifier's features, an in-domain
+    FD that needs no download. Needs N, M > D for full-rank covariances to be meaningful.
+    """
+    a, b = feats_a.double(), feats_b.double()
+    return gaussian_frechet(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
+
+
+def kid(feats_a: torch.Tensor, feats_b: torch.Tensor, subsets: int = 10, subset_size: int = 100,
+        seed: int = 0) -> tuple[float, float]:
+    """Kernel distance (KID, Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial
+    kernel k(x, y) = (x.y / D + 1)^3, averaged over random subsets; returns (mean, std).
+
+    Unlike FD it is unbiased, so small sample counts (hundreds) can be compared fairly.
+    """
+    g = torch.Generator().manual_seed(seed)
+    a, b = feats_a.double(), feats_b.double()
+    m = min(subset_size, len(a), len(b))
+    d = a.shape[1]
+    values = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=g)[:m]]
+        y = b[torch.randperm(len(b), generator=g)[:m]]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        off = 1 - torch.eye(m, dtype=torch.float64)
+        mmd = ((kxx * off).sum() + (kyy * off).sum()) / (m * (m - 1)) - 2 * kxy.mean()
+        values.append(float(mmd))
+    t = torch.tensor(values)
+    return float(t.mean()), float(t.std()) if len(t) > 1 else 0.0
+
+
+class MissingWeightsError(FileNotFoundError):
+    """The Inception weights for FID/KID are not on this machine; the message says how to get them."""
+
+
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def inception_weights(path: str | None = None) -> str:
+    """The local path of the FID Inception weights: `path`, else `$CVAE_FID_WEIGHTS`.
+
+    Never downloads. Raises MissingWeightsError with the fix when the file is not there.
+    """
+    import os
+
+    path = path or os.environ.get("CVAE_FID_WEIGHTS")
+    if not path or not os.path.isfile(path):
+        where = f"{path!r} does not exist" if path else "CVAE_FID_WEIGHTS is not set"
+        raise MissingWeightsError(
+            f"FID needs the Inception weights file {INCEPTION_FILE} and {where}. On a machine with "
+            f"internet, download it from the torch-fidelity releases on GitHub, copy it here and "
+            f"set CVAE_FID_WEIGHTS=/path/to/{INCEPTION_FILE}. Meanwhile use the in-domain Frechet "
+            f"distance, which needs no download.")
+    return path
+
+
+@torch.no_grad()
+def fid(real: torch.Tensor, fake: torch.Tensor, weights: str | None = None, batch_size: int = 100) -> float:
+    """FID between two image sets (N, 3, H, W) in [0, 1], via torchmetrics' Inception (torch-fidelity).
+
+    weights: local Inception weights (see `inception_weights`); nothing is ever downloaded.
+    Published CIFAR-10 FIDs use 50,000 samples; fewer samples give a higher (biased) value,
+    so always report N beside the number.
+    """
+    path = inception_weights(weights)
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(normalize=True, feature_extractor_weights_path=path)
+    for imgs, is_real in ((real, True), (fake, False)):
+        for batch in imgs.split(batch_size):
+            metric.update(batch.float().clamp(0, 1), real=is_real)
+    return float(metric.compute())
+
+
+@torch.no_grad()
+def nearest_neighbours(queries: torch.Tensor, pool: torch.Tensor, k: int = 1,
+                       chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest images in `pool` (M, ...) to each of `queries` (N, ...), by pixel L2 distance.
+
+    Returns (distances (N, k), indices (N, k)). A memorisation check: a generated sample whose
+    nearest training image is (almost) identical has been copied, not generated.
+    """
+    q = queries.float().flatten(1)
+    dists = []
+    for start in range(0, len(pool), chunk):
+        p = pool[start:start + chunk].float().flatten(1)
+        dists.append(torch.cdist(q, p))                    # (N, chunk)
+    d = torch.cat(dists, dim=1)                            # (N, M)
+    best_d, best_i = d.topk(k, dim=1, largest=False)
+    return best_d, best_i
+

@@ -1,0 +1,86 @@
+"""Metrics: PSNR and SSIM against references, Frechet distance and KID math, FID without weights."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cvae_lib import metrics
+
+
+def test_psnr_known_values():
+    x = torch.zeros(2, 3, 4, 4)
+    assert torch.allclose(metrics.psnr(x, x + 0.1), torch.tensor([20.0, 20.0]))
+    assert torch.isinf(metrics.psnr(x, x)).all()
+
+
+def test_ssim_equals_scikit_image():
+    from skimage.metrics import structural_similarity
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 3, 32, 32, generator=g)
+    b = (a + 0.1 * torch.randn(3, 3, 32, 32, generator=g)).clamp(0, 1)
+    ours = metrics.ssim(a, b)
+    ref = [structural_similarity(u.permute(1, 2, 0).numpy(), v.permute(1, 2, 0).numpy(),
+                                 channel_axis=-1, data_range=1.0) for u, v in zip(a, b)]
+    assert torch.allclose(ours, torch.tensor(ref, dtype=ours.dtype))
+    assert torch.allclose(metrics.ssim(a, a), torch.ones(3, dtype=ours.dtype))
+
+
+def _gauss(n, mean, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    return mean + scale * torch.randn(n, len(scale), generator=g, dtype=torch.float64)
+
+
+def test_frechet_of_a_set_with_itself_is_zero_and_symmetric():
+    a = _gauss(500, torch.zeros(4), torch.tensor([1.0, 2, 0.5, 1]), 0)
+    b = _gauss(500, torch.ones(4), torch.tensor([1.0, 1, 1, 3]), 1)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert metrics.frechet_distance(a, b) == pytest.approx(metrics.frechet_distance(b, a), rel=1e-9)
+
+
+def test_gaussian_frechet_closed_form():
+    """Diagonal covariances: d^2 = |mu1 - mu2|^2 + sum (s1 - s2)^2 for standard deviations s."""
+    mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    s1, s2 = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 2.0, 1.0])
+    expected = (mu1 - mu2).pow(2).sum() + (s1 - s2).pow(2).sum()
+    got = metrics.gaussian_frechet(mu1, torch.diag(s1**2), mu2, torch.diag(s2**2))
+    assert got == pytest.approx(float(expected), rel=1e-9)
+    # a non-diagonal case against the commuting formula: same eigenvectors, scaled
+    r = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+    c1, c2 = r @ torch.diag(s1.double() ** 2) @ r.T, r @ torch.diag(s2.double() ** 2) @ r.T
+    assert metrics.gaussian_frechet(mu1, c1, mu1, c2) == pytest.approx(float((s1 - s2).pow(2).sum()), rel=1e-7)
+
+
+def test_frechet_distance_recovers_known_gaussians():
+    a = _gauss(20000, torch.zeros(2), torch.tensor([1.0, 1.0]), 2)
+    b = _gauss(20000, torch.tensor([3.0, 0.0]), torch.tensor([1.0, 1.0]), 3)
+    assert metrics.frechet_distance(a, b) == pytest.approx(9.0, rel=0.03)
+
+
+def test_kid_is_near_zero_for_same_distribution_and_positive_otherwise():
+    a = _gauss(400, torch.zeros(8), torch.ones(8), 4)
+    b = _gauss(400, torch.zeros(8), torch.ones(8), 5)
+    c = _gauss(400, torch.ones(8), torch.ones(8), 6)
+    same, _ = metrics.kid(a, b)
+    diff, _ = metrics.kid(a, c)
+    assert abs(same) < 0.05 and diff > 10 * max(abs(same), 1e-3)
+
+
+def test_fid_without_weights_says_how_to_get_them(monkeypatch):
+    monkeypatch.delenv("CVAE_FID_WEIGHTS", raising=False)
+    import urllib.request
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("tried the network"))
+    x = torch.rand(4, 3, 32, 32)
+    with pytest.raises(metrics.MissingWeightsError, match="CVAE_FID_WEIGHTS is not set.*in-domain"):
+        metrics.fid(x, x)
+    with pytest.raises(metrics.MissingWeightsError, match="does not exist"):
+        metrics.fid(x, x, weights="/nonexistent/inception.pth")
+
+
+def test_nearest_neighbours_finds_the_copy():
+    pool = torch.rand(50, 3, 8, 8, generator=torch.Generator().manual_seed(7))
+    queries = torch.stack([pool[13], pool[41] + 0.001])
+    d, i = metrics.nearest_neighbours(queries, pool, k=2, chunk=16)
+    assert i[:, 0].tolist() == [13, 41] and d[0, 0] == 0 and d.shape == (2, 2)
+    assert (d[:, 0] <= d[:, 1]).all()
