@@ -1,0 +1,102 @@
+"""Shipped weights: trained models stored as safetensors, with their config and metrics inside.
+
+A safetensors file holds tensors and a string-to-string metadata table, nothing executable, so
+weights downloaded with the course can be loaded without trusting them. We store:
+
+    metadata["model_class"]   e.g. "Autoencoder"
+    metadata["model_config"]  JSON of asdict(cfg), so one call rebuilds the model
+    metadata["metrics"]       JSON of what the run measured (e.g. {"test_psnr": 23.1, "n_test": 10000})
+
+and list every file's SHA-256 in `checkpoints/SHA256SUMS`, which `load_weights` verifies.
+
+    export_weights(model, "checkpoints/ae.safetensors", metrics={"test_psnr": 23.1})
+    model = load_weights("checkpoints/ae.safetensors", Autoencoder, AEConfig)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["export_weights", "load_weights", "read_metadata", "sha256", "WeightsError"]
+
+SUMS = "SHA256SUMS"
+
+
+class WeightsError(RuntimeError):
+    """Shipped weights are missing, altered, or for another model; the message says what to do."""
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sums(folder: Path) -> dict[str, str]:
+    sums = folder / SUMS
+    if not sums.exists():
+        return {}
+    return {name: digest for digest, name in (line.split(maxsplit=1) for line in sums.read_text().splitlines() if line.strip())}
+
+
+def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None) -> str:
+    """Write the model's weights (uncompiled, contiguous, CPU) and metadata; record the checksum."""
+    from safetensors.torch import save_file
+
+    model = getattr(model, "_orig_mod", model)
+    cfg = getattr(model, "cfg", None)
+    if not is_dataclass(cfg):
+        raise WeightsError(f"{type(model).__name__} has no config dataclass in .cfg; cannot ship it")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"model_class": type(model).__name__, "model_config": json.dumps(asdict(cfg)),
+            "metrics": json.dumps(metrics or {})}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    sums = _sums(path.parent)
+    sums[path.name] = digest = sha256(path)
+    (path.parent / SUMS).write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
+    return digest
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of a shipped file: model_class, model_config (dict), metrics (dict)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return {"model_class": meta.get("model_class"),
+            "model_config": json.loads(meta.get("model_config", "{}")),
+            "metrics": json.loads(meta.get("metrics", "{}"))}
+
+
+def load_weights(path: str | os.PathLike, model_cls: type[nn.Module], config_cls: type,
+                 verify: bool = True) -> nn.Module:
+    """Rebuild a shipped model: check its SHA-256 against SHA256SUMS, then config, then weights."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"no shipped weights at {path}; train the model instead (load_or_train).")
+    if verify:
+        expected = _sums(path.parent).get(path.name)
+        if expected is None or expected != sha256(path):
+            raise WeightsError(f"{path} does not match its checksum in {path.parent / SUMS}: the file is "
+                               f"corrupt or was replaced. Restore it from the repository (git checkout).")
+    meta = read_metadata(path)
+    if meta["model_class"] != model_cls.__name__:
+        raise WeightsError(f"{path} holds a {meta['model_class']}, not a {model_cls.__name__}")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["model_config"].items()}
+    model = model_cls(config_cls(**fields))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()

@@ -1,0 +1,39 @@
+"""Shipped weights: safetensors round trip with config and metrics, checksum verification."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cvae_lib.models.ae import AEConfig, Autoencoder
+from cvae_lib.weights import WeightsError, export_weights, load_weights, read_metadata
+
+
+def test_round_trip_with_metadata(tmp_path):
+    torch.manual_seed(0)
+    model = Autoencoder(AEConfig(latent_dim=8, width=8))
+    export_weights(model, tmp_path / "ae.safetensors", metrics={"test_psnr": 21.5, "n_test": 100})
+    meta = read_metadata(tmp_path / "ae.safetensors")
+    assert meta["metrics"] == {"test_psnr": 21.5, "n_test": 100} and meta["model_config"]["latent_dim"] == 8
+    loaded = load_weights(tmp_path / "ae.safetensors", Autoencoder, AEConfig)
+    assert loaded.cfg == model.cfg
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert "ae.safetensors" in (tmp_path / "SHA256SUMS").read_text()
+
+
+def test_altered_file_is_refused(tmp_path):
+    export_weights(Autoencoder(AEConfig(latent_dim=8, width=8)), tmp_path / "ae.safetensors")
+    data = bytearray((tmp_path / "ae.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "ae.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="does not match its checksum"):
+        load_weights(tmp_path / "ae.safetensors", Autoencoder, AEConfig)
+
+
+def test_wrong_model_class_is_refused(tmp_path):
+    export_weights(Autoencoder(AEConfig(latent_dim=8, width=8)), tmp_path / "ae.safetensors")
+
+    class Other(torch.nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+    with pytest.raises(WeightsError, match="holds a Autoencoder, not a Other"):
+        load_weights(tmp_path / "ae.safetensors", Other, AEConfig)
