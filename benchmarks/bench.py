@@ -1,0 +1,260 @@
+"""Throughput of the course's models against the libraries a student would use instead.
+
+    python benchmarks/bench.py                 # everything, sizes chosen for the device
+    python benchmarks/bench.py --quick         # fewer iterations (a smoke run of the script)
+
+Measures on one machine, in one run: training images/s of the course's VAE and of its U-Net
+at two sizes (the small default and Ho et al.'s 35.7M CIFAR-10 network), sampling images/s
+(DDPM-1000, DDIM-50), and the same for `denoising-diffusion-pytorch` (Unet + GaussianDiffusion)
+and diffusers (UNet2DModel + DDPMScheduler/DDIMScheduler) at about the same parameter count,
+with the ratio ours/peer. Timing: warm-up steps first, then `iters` steps, with device
+synchronisation around the timed region. Peak memory: CUDA's allocator peak on GPUs; on CPUs
+the process's peak resident set size (coarser: it includes everything loaded before).
+Writes benchmarks/results/<device>.json and .md. Needs the extra packages in
+benchmarks/requirements.txt; CI does not run it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cvae_lib.diffusion import Diffusion, DiffusionConfig
+from cvae_lib.models.unet import UNet, UNetConfig
+from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
+from cvae_lib.runtime import autocast, describe, pick_device
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reset_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def time_train(model, loss_of_batch, batch_size, device, warmup, iters, amp=True, channels_last=True) -> dict:
+    """Images per second of full training steps (forward, backward, Adam)."""
+    model.to(device).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, **({"fused": True} if device.type == "cuda" else {}))
+    x = torch.rand(batch_size, 3, 32, 32, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    reset_memory(device)
+    for i in range(warmup + iters):
+        if i == warmup:
+            sync(device)
+            t0 = time.perf_counter()
+        with autocast(device, "auto" if amp else "off"):
+            loss = loss_of_batch(model, x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync(device)
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": batch_size * iters / seconds, "batch": batch_size, "params_M": n_params(model) / 1e6,
+            "peak_mem_MB": peak_memory_mb(device)}
+
+
+@torch.no_grad()
+def time_sample(sample_fn, n, device, amp=True) -> dict:
+    sample_fn(min(n, 2))  # warm-up (also compiles kernels)
+    sync(device)
+    reset_memory(device)
+    t0 = time.perf_counter()
+    with autocast(device, "auto" if amp else "off"):
+        sample_fn(n)
+    sync(device)
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": n / seconds, "n": n, "peak_mem_MB": peak_memory_mb(device)}
+
+
+# ----------------------------------------------------------------------------- the contenders
+
+def ours_unet(cfg: UNetConfig):
+    model, diffusion = UNet(cfg), Diffusion(DiffusionConfig())
+    return model, (lambda m, x, y: diffusion.train_loss(m, x, y)), diffusion
+
+
+def peer_lucidrains(dim: int, mults: tuple[int, ...]):
+    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+
+    unet = Unet(dim=dim, dim_mults=mults, flash_attn=False)
+    wrapper = GaussianDiffusion(unet, image_size=32, timesteps=1000, objective="pred_noise",
+                                beta_schedule="linear")
+    return unet, wrapper
+
+
+def peer_diffusers(channels: tuple[int, ...], layers: int):
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+    down = tuple("AttnDownBlock2D" if i == 1 else "DownBlock2D" for i in range(len(channels)))
+    up = tuple("AttnUpBlock2D" if i == len(channels) - 2 else "UpBlock2D" for i in range(len(channels)))
+    unet = UNet2DModel(sample_size=32, block_out_channels=channels, layers_per_block=layers,
+                       down_block_types=down, up_block_types=up, norm_num_groups=min(32, channels[0] // 4))
+    return unet, DDPMScheduler(num_train_timesteps=1000), DDIMScheduler(num_train_timesteps=1000)
+
+
+def diffusers_loss(scheduler):
+    def loss(model, x, y):
+        x0 = x * 2 - 1
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (len(x0),), device=x0.device)
+        return F.mse_loss(model(scheduler.add_noise(x0, noise, t), t).sample.float(), noise)
+    return loss
+
+
+def diffusers_sample(unet, scheduler, steps, device):
+    def sample(n):
+        scheduler.set_timesteps(steps)
+        x = torch.randn(n, 3, 32, 32, device=device)
+        for t in scheduler.timesteps:
+            x = scheduler.step(unet(x, t).sample, t, x).prev_sample
+        return x
+    return sample
+
+
+def run(args) -> dict:
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    gpu = device.type == "cuda"
+    warm, iters = (2, 3) if args.quick else ((10, 30) if gpu else (2, 6))
+    bs = 128 if gpu else 32
+    bs_big = 128 if gpu else 8
+    n_ddpm, n_ddim = (64, 256) if gpu else (4, 16)
+    if args.quick:
+        n_ddpm, n_ddim = 2, 4
+    small, paper = UNetConfig(), UNetConfig.paper()
+    results: dict = {"machine": {**describe(device), "python": platform.python_version(),
+                                 "processor": platform.processor() or platform.machine()},
+                     "train": {}, "sample": {}}
+    R = results["train"]
+
+    def record(table, name, fn):
+        print(f"  {name} ...", end=" ", flush=True)
+        try:
+            table[name] = fn()
+            print(f"{table[name]['images_per_s']:.1f} img/s")
+        except Exception as e:  # a missing peer package must not hide our own numbers
+            table[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            print("skipped:", table[name]["error"])
+
+    print(f"training throughput on {device} ...")
+    record(R, "ours VAE (study config)", lambda: time_train(VAE(VAEConfig()), vae_loss, bs, device, warm, iters))
+    for label, cfg, b in (("small", small, bs), ("paper 35.7M", paper, bs_big)):
+        model, loss, _ = ours_unet(cfg)
+        record(R, f"ours U-Net {label}", lambda: time_train(model, loss, b, device, warm, iters))
+        ours_p = n_params(model)
+        dim, mults = (cfg.ch, cfg.ch_mult)
+        unet, wrapper = peer_lucidrains(dim, mults)
+        record(R, f"denoising-diffusion-pytorch {label}",
+               lambda: {**time_train(wrapper, lambda m, x, y: m(x), b, device, warm, iters, amp=args.peer_amp,
+                                     channels_last=False), "params_M": n_params(unet) / 1e6})
+        chans = tuple(cfg.ch * m for m in cfg.ch_mult)
+        unet_d, ddpm_s, _ = peer_diffusers(chans, cfg.num_res_blocks)
+        record(R, f"diffusers {label}", lambda: time_train(unet_d, diffusers_loss(ddpm_s), b, device, warm, iters,
+                                                           amp=args.peer_amp, channels_last=False))
+        for k in (f"denoising-diffusion-pytorch {label}", f"diffusers {label}"):
+            if "images_per_s" in R.get(k, {}) and "images_per_s" in R.get(f"ours U-Net {label}", {}):
+                R[k]["ours_over_peer"] = R[f"ours U-Net {label}"]["images_per_s"] / R[k]["images_per_s"]
+                R[k]["ours_params_M"] = ours_p / 1e6
+
+    print("sampling throughput (small U-Nets, untrained: speed only) ...")
+    S = results["sample"]
+    model, _, diffusion = ours_unet(small)
+    model.to(device).eval()
+    diffusion.to(device)
+    record(S, "ours DDPM-1000", lambda: time_sample(
+        lambda n: diffusion.ddpm_sample(model, n, device=device, progress=False), n_ddpm, device))
+    record(S, "ours DDIM-50", lambda: time_sample(
+        lambda n: diffusion.ddim_sample(model, n, steps=50, device=device, progress=False), n_ddim, device))
+    unet, wrapper = peer_lucidrains(small.ch, small.ch_mult)
+    wrapper.to(device).eval()
+    record(S, "denoising-diffusion-pytorch DDPM-1000", lambda: time_sample(
+        lambda n: wrapper.p_sample_loop((n, 3, 32, 32)), n_ddpm, device, amp=args.peer_amp))
+    record(S, "denoising-diffusion-pytorch DDIM-50", lambda: time_sample(
+        lambda n: _lucidrains_ddim(wrapper, n), n_ddim, device, amp=args.peer_amp))
+    unet_d, ddpm_s, ddim_s = peer_diffusers(tuple(small.ch * m for m in small.ch_mult), small.num_res_blocks)
+    unet_d.to(device).eval()
+    record(S, "diffusers DDPM-1000", lambda: time_sample(diffusers_sample(unet_d, ddpm_s, 1000, device),
+                                                        n_ddpm, device, amp=args.peer_amp))
+    record(S, "diffusers DDIM-50", lambda: time_sample(diffusers_sample(unet_d, ddim_s, 50, device),
+                                                      n_ddim, device, amp=args.peer_amp))
+    for kind in ("DDPM-1000", "DDIM-50"):
+        for peer in ("denoising-diffusion-pytorch", "diffusers"):
+            a, b = S.get(f"ours {kind}", {}), S.get(f"{peer} {kind}", {})
+            if "images_per_s" in a and "images_per_s" in b:
+                b["ours_over_peer"] = a["images_per_s"] / b["images_per_s"]
+    return results
+
+
+def _lucidrains_ddim(wrapper, n):
+    wrapper.sampling_timesteps = 50
+    wrapper.is_ddim_sampling = True
+    try:
+        return wrapper.ddim_sample((n, 3, 32, 32))
+    finally:
+        wrapper.sampling_timesteps, wrapper.is_ddim_sampling = 1000, False
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"Machine: {m['device']}" + (f" ({m['gpu']})" if "gpu" in m else f" ({m['processor']}, {m['cpu_threads']} threads)")
+             + f", torch {m['torch']}, autocast {m['autocast']}.", "",
+             "| training | params (M) | batch | images/s | ours/peer | peak memory (MB) |", "|---|---|---|---|---|---|"]
+    for name, r in results["train"].items():
+        if "error" in r:
+            lines.append(f"| {name} | | | not run: {r['error'][:80]} | | |")
+            continue
+        ratio = f"{r['ours_over_peer']:.2f}x" if "ours_over_peer" in r else ""
+        lines.append(f"| {name} | {r['params_M']:.1f} | {r['batch']} | {r['images_per_s']:.1f} | {ratio} | {r['peak_mem_MB']:.0f} |")
+    lines += ["", "| sampling | images | images/s | ours/peer |", "|---|---|---|---|"]
+    for name, r in results["sample"].items():
+        if "error" in r:
+            lines.append(f"| {name} | | not run: {r['error'][:80]} | |")
+            continue
+        ratio = f"{r['ours_over_peer']:.2f}x" if "ours_over_peer" in r else ""
+        lines.append(f"| {name} | {r['n']} | {r['images_per_s']:.2f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default=None, help="cuda / cpu (default: best available)")
+    parser.add_argument("--quick", action="store_true", help="a few iterations only")
+    parser.add_argument("--peer-amp", action="store_true",
+                        help="give the peers the same bf16 autocast as ours (default: their fp32 defaults)")
+    args = parser.parse_args()
+    results = run(args)
+    OUT.mkdir(exist_ok=True)
+    name = results["machine"]["device"].split(":")[0] + ("-quick" if args.quick else "")
+    (OUT / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (OUT / f"{name}.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
