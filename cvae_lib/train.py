@@ -50,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0             # linear learning-rate warm-up, in steps
+    schedule: str = "constant"        # learning rate after warm-up: "constant" | "cosine" (decays to 0)
     grad_clip: float | None = None    # max global gradient norm; None: no clipping
     hflip: bool = False               # random horizontal flips (augmentation)
     max_steps: int | None = None      # cap on steps per epoch (smoke runs)
@@ -199,6 +200,18 @@ def _make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.opt
     raise ValueError(f"optimizer must be 'adam', 'adamw' or 'radam', got {cfg.optimizer!r}")
 
 
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate at optimizer step `step` (0-based): linear warm-up, then constant or
+    cosine decay to 0 at `total_steps` (Loshchilov & Hutter, 2017, without restarts)."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.schedule == "constant":
+        return cfg.lr * warm
+    if cfg.schedule == "cosine":
+        progress = min(1.0, max(0, step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"schedule must be 'constant' or 'cosine', got {cfg.schedule!r}")
+
+
 def _split_loss(out) -> tuple[torch.Tensor, dict]:
     if isinstance(out, tuple):
         return out[0], out[1]
@@ -329,9 +342,10 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig = Tr
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             global_step = epoch * steps_per_epoch + step
-            if cfg.warmup_steps:
+            if cfg.warmup_steps or cfg.schedule != "constant":
+                lr = learning_rate(cfg, global_step, cfg.epochs * steps_per_epoch)
                 for group in opt.param_groups:
-                    group["lr"] = cfg.lr * min(1.0, (global_step + 1) / cfg.warmup_steps)
+                    group["lr"] = lr
             with autocast(device, cfg.amp):
                 loss, terms = _split_loss(loss_fn(step_model, x, y))
             opt.zero_grad(set_to_none=True)

@@ -105,7 +105,7 @@ print("image", tuple(x.shape), "-> code", tuple(z.shape), "-> image", tuple(mode
 from cvae_lib.train import TrainConfig, load_or_train
 
 tcfg = TrainConfig(epochs=P.ae.epochs, batch_size=P.ae.batch_size, lr=2e-3, hflip=True,
-                   max_steps=P.ae.max_steps, warmup_steps=100)
+                   max_steps=P.ae.max_steps, warmup_steps=100, schedule="cosine")
 history = load_or_train(model, ae_loss, train, tcfg, RUNS / "ae.pt", val=val, device=device)
 print(f"trained {len(history)} epochs in {history.seconds:.0f} s")
 

@@ -156,3 +156,15 @@ def test_ema_tracks_weights():
     ema.update(model)
     assert torch.allclose(ema.model.weight, start + 0.5)  # halfway to the new weights
     assert not ema.model.weight.requires_grad
+
+
+def test_learning_rate_schedules():
+    from cvae_lib.train import learning_rate
+    cos = TrainConfig(lr=1.0, warmup_steps=10, schedule="cosine")
+    assert learning_rate(cos, 0, 110) == pytest.approx(0.1)           # warm-up starts low
+    assert learning_rate(cos, 9, 110) == pytest.approx(1.0)           # peak after warm-up
+    assert learning_rate(cos, 60, 110) == pytest.approx(0.5, abs=0.02)  # half-way: half
+    assert learning_rate(cos, 109, 110) < 0.01                        # ends near 0
+    assert learning_rate(TrainConfig(lr=0.3), 500, 1000) == 0.3       # constant
+    with pytest.raises(ValueError, match="schedule"):
+        learning_rate(TrainConfig(schedule="step"), 0, 10)
