@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["image_grid", "show_images", "reconstructions", "loss_curves", "save_figure"]
+__all__ = ["image_grid", "show_images", "reconstructions", "loss_curves", "save_figure",
+           "schedule_curves"]
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -95,3 +96,21 @@ def save_figure(fig: Figure, name: str, folder: str | None = None) -> str | None
     path = os.path.join(folder, f"{name}.png")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
+
+
+def schedule_curves(alpha_bars: dict[str, torch.Tensor]) -> Figure:
+    """Noise schedules side by side: alpha_bar_t (left) and log10 SNR_t = log10(alpha_bar / (1 - alpha_bar))
+    (right) against t, one line per named schedule; alpha_bars maps a name to a (T,) tensor."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, ab in alpha_bars.items():
+        ab = ab.detach().double().cpu()
+        t = torch.arange(1, len(ab) + 1)
+        a.plot(t, ab, label=name)
+        b.plot(t, torch.log10(ab / (1 - ab)), label=name)
+    a.set_title(r"$\bar\alpha_t$: how much signal is left"), a.set_xlabel("t")
+    b.set_title(r"$\log_{10}$ SNR$_t$"), b.set_xlabel("t")
+    b.axhline(0, color="grey", lw=0.8, ls=":")
+    for ax in (a, b):
+        ax.legend(), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["RunSize", "Profile", "PROFILES", "get_profile"]
+__all__ = ["RunSize", "DiffusionRun", "Profile", "PROFILES", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,17 @@ class RunSize:
     batch_size: int               # images per optimizer step
     max_steps: int | None = None  # cap on steps per epoch (smoke only); None: whole epoch
     width: int = 32               # channels of the first stage; later stages double it
+
+
+@dataclass(frozen=True)
+class DiffusionRun:
+    """What chapter 04 trains and samples besides the RunSize `ddpm`."""
+    classes: tuple[str, ...] | None = ("airplane", "frog")  # the DDPM learns these (None: all ten)
+    T: int = 1000                        # diffusion steps
+    n_ddpm: int = 4                      # images drawn with full T-step DDPM (T network calls each batch)
+    ddim_steps: tuple[int, ...] = (10, 50, 100)  # DDIM step counts compared with DDPM
+    n_grid: int = 10                     # DDIM samples per class in the final grid
+    ema_decay: float = 0.995             # EMA of the weights used for sampling (horizon ~ 1 / (1 - decay) steps)
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,12 @@ class Profile:
     vae: RunSize = field(default_factory=lambda: RunSize(None, 1, 128))
     cvae: RunSize = field(default_factory=lambda: RunSize(None, 1, 128))
     ddpm: RunSize = field(default_factory=lambda: RunSize(None, 1, 128))
+    diffusion: DiffusionRun = field(default_factory=DiffusionRun)  # chapter 04: classes, T, sampling
+    # chapters 02-03: the side runs (likelihoods, beta) and the study's subset experiments
+    vae_side: RunSize = field(default_factory=lambda: RunSize(None, 2, 64, max_steps=60, width=16))
+    cvae_one_class: RunSize = field(default_factory=lambda: RunSize(None, 2, 46, max_steps=60))
+    cvae_one_per_class: RunSize = field(default_factory=lambda: RunSize(1, 15, 46))  # 10 images x 46 copies
+    cvae_hundred_per_class: RunSize = field(default_factory=lambda: RunSize(100, 12, 46))
 
 
 PROFILES: dict[str, Profile] = {
@@ -53,15 +70,25 @@ PROFILES: dict[str, Profile] = {
         ae=RunSize(train_per_class=20, epochs=2, batch_size=50, max_steps=4, width=8),
         vae=RunSize(train_per_class=20, epochs=2, batch_size=50, max_steps=4, width=8),
         cvae=RunSize(train_per_class=20, epochs=2, batch_size=46, max_steps=4, width=8),
+        vae_side=RunSize(train_per_class=10, epochs=1, batch_size=50, max_steps=2, width=8),
+        cvae_one_class=RunSize(train_per_class=20, epochs=1, batch_size=46, max_steps=2, width=8),
+        cvae_one_per_class=RunSize(train_per_class=1, epochs=2, batch_size=46, max_steps=2, width=8),
+        cvae_hundred_per_class=RunSize(train_per_class=8, epochs=3, batch_size=46, max_steps=2, width=8),
         ddpm=RunSize(train_per_class=20, epochs=2, batch_size=50, max_steps=4, width=8),
+        diffusion=DiffusionRun(T=100, n_ddpm=2, ddim_steps=(5, 10, 50), n_grid=4, ema_decay=0.9),
     ),
     "cpu": Profile(
         name="cpu", summary="a laptop CPU: real CIFAR-10, small models, minutes per notebook",
         val_per_class=100, test_per_class=None, n_samples=100,
-        ae=RunSize(train_per_class=None, epochs=6, batch_size=128, width=32),
-        vae=RunSize(train_per_class=None, epochs=6, batch_size=128, width=32),
-        cvae=RunSize(train_per_class=None, epochs=6, batch_size=46, width=32),
-        ddpm=RunSize(train_per_class=None, epochs=6, batch_size=128, width=32),
+        ae=RunSize(train_per_class=None, epochs=6, batch_size=128, width=16),
+        vae=RunSize(train_per_class=None, epochs=4, batch_size=64, max_steps=75, width=32),
+        cvae=RunSize(train_per_class=None, epochs=3, batch_size=46, max_steps=150, width=32),
+        vae_side=RunSize(train_per_class=None, epochs=2, batch_size=64, max_steps=50, width=16),
+        cvae_one_class=RunSize(train_per_class=None, epochs=2, batch_size=46, max_steps=40, width=32),
+        cvae_one_per_class=RunSize(train_per_class=1, epochs=15, batch_size=46, width=32),
+        cvae_hundred_per_class=RunSize(train_per_class=100, epochs=8, batch_size=46, width=32),
+        ddpm=RunSize(train_per_class=None, epochs=2, batch_size=32, width=16),
+        diffusion=DiffusionRun(n_ddpm=4, n_grid=10, ema_decay=0.99),
     ),
     "gpu": Profile(
         name="gpu", summary="one GPU: full data, longer runs, the README's numbers",
@@ -69,7 +96,12 @@ PROFILES: dict[str, Profile] = {
         ae=RunSize(train_per_class=None, epochs=30, batch_size=256, width=64),
         vae=RunSize(train_per_class=None, epochs=100, batch_size=256, width=64),
         cvae=RunSize(train_per_class=None, epochs=100, batch_size=256, width=64),
+        vae_side=RunSize(train_per_class=None, epochs=10, batch_size=128, width=32),
+        cvae_one_class=RunSize(train_per_class=None, epochs=200, batch_size=46, width=32),
+        cvae_one_per_class=RunSize(train_per_class=1, epochs=100, batch_size=46, width=32),
+        cvae_hundred_per_class=RunSize(train_per_class=100, epochs=200, batch_size=46, width=32),
         ddpm=RunSize(train_per_class=None, epochs=200, batch_size=128, width=128),
+        diffusion=DiffusionRun(classes=None, n_ddpm=16, n_grid=10, ema_decay=0.9999),
     ),
 }
 

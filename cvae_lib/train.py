@@ -33,7 +33,8 @@ __all__ = ["TrainConfig", "History", "EMA", "CheckpointError", "fit", "evaluate"
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], "torch.Tensor | tuple[torch.Tensor, dict]"]
 _FORMAT = 1
-# Train-config fields that may change between a run and its resume without changing the result.
+# Train-config fields that may change between a run and its resume. All but `epochs` leave the
+# result unchanged; more epochs continue the run (with schedule="cosine" the decay is re-timed).
 _RESUMABLE_CHANGES = {"epochs", "early_stopping", "progress", "log_every"}
 
 
@@ -314,6 +315,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig = Tr
         best = {"loss": state["best"]["loss"], "weights": state["best"]["weights"]}
         start = state["epoch"]
         if history.stopped_early or start >= cfg.epochs:
+            model.eval()
             return history
     else:
         torch.manual_seed(cfg.seed)
