@@ -90,7 +90,9 @@ class History:
 class EMA:
     """Exponential moving average of a model's weights (Polyak averaging), used for sampling.
 
-    After each optimizer step: theta_ema <- decay * theta_ema + (1 - decay) * theta.
+    After update n (counting from 0): theta_ema <- d_n theta_ema + (1 - d_n) theta, with the
+    warm-up d_n = min(decay, (1 + n) / (10 + n)). Without it, a decay of 0.9999 over a short
+    run leaves the average mostly at the random initial weights, and samples are pure noise.
     `ema.model` is a frozen copy in eval mode; buffers are copied, not averaged.
     """
 
@@ -98,21 +100,25 @@ class EMA:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
+        self.updates = 0
         self.model = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         src = unwrap(model)
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         ema_p = list(self.model.parameters())
-        torch._foreach_lerp_(ema_p, [p.detach() for p in src.parameters()], 1.0 - self.decay)
+        torch._foreach_lerp_(ema_p, [p.detach() for p in src.parameters()], 1.0 - d)
         for b_ema, b in zip(self.model.buffers(), src.buffers()):
             b_ema.copy_(b)
+        self.updates += 1
 
     def state_dict(self) -> dict:
-        return self.model.state_dict()
+        return {"weights": self.model.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state)
+        self.model.load_state_dict(state["weights"])
+        self.updates = int(state["updates"])
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -183,7 +189,7 @@ def load_model(path: str | os.PathLike, model_cls: type[nn.Module], config_cls: 
         raise CheckpointError(f"{path} holds a {state['model_class']}, not a {model_cls.__name__}")
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in state["model_config"].items()}
     model = model_cls(config_cls(**fields))
-    weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
+    weights = state["ema"]["weights"] if ema and state.get("ema") is not None else state["model"]
     model.load_state_dict(weights)
     return model.eval()
 

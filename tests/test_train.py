@@ -95,7 +95,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
     h = fit(resumed, ae_loss, data, cfg, checkpoint=tmp_path / "run.pt", ema=ema2, device="cpu")
     assert [r["epoch"] for r in h.rows] == [1, 2, 3]
     assert same_weights(weights(reference), resumed.state_dict())
-    assert same_weights(ema_ref.state_dict(), ema2.state_dict())
+    assert same_weights(ema_ref.model.state_dict(), ema2.model.state_dict()) and ema_ref.updates == ema2.updates == 9
 
 
 def test_checkpoint_from_other_config_is_refused(tmp_path):
@@ -147,14 +147,23 @@ def test_early_stopping_restores_best_weights():
     assert evaluate(model, ae_loss, val)["loss"] == pytest.approx(h["val_loss"][best], rel=1e-5)
 
 
-def test_ema_tracks_weights():
+def test_ema_tracks_weights_with_warmup():
     model = torch.nn.Linear(2, 2)
-    ema = EMA(model, decay=0.5)
+    ema = EMA(model, decay=0.99)
     start = ema.model.weight.clone()
     with torch.no_grad():
         model.weight.add_(1.0)
+    ema.update(model)  # first update: d_0 = min(0.99, 1/10) = 0.1, so 90% of the way
+    assert torch.allclose(ema.model.weight, start + 0.9)
+    for _ in range(5000):
+        ema.update(model)
+    assert torch.allclose(ema.model.weight, model.weight, atol=1e-4)
+    ema.updates = 10_000  # late in training the decay is the configured one
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    before = ema.model.weight.clone()
     ema.update(model)
-    assert torch.allclose(ema.model.weight, start + 0.5)  # halfway to the new weights
+    assert torch.allclose(ema.model.weight, before + 0.01)
     assert not ema.model.weight.requires_grad
 
 
