@@ -1,0 +1,242 @@
+"""Interactive explorers for the notebooks, built on ipywidgets 8, each with a static fallback.
+
+Every function returns an ipywidgets widget when it runs inside a Jupyter kernel, and a
+matplotlib Figure with the same content otherwise (plain Python, or `CVAE_STATIC_WIDGETS=1`),
+so notebooks run headless under nbval and still show something in a static render. Images
+are float tensors (B, 3, 32, 32) in [0, 1]; models are passed as functions, so this module
+never names a model class.
+
+    latent_explorer(decode, mu)                     # sliders along the PCA directions of mu
+    latent_explorer(decode, mu, class_names=CLASSES) # + a class picker: same z, another class
+    interpolation_explorer(encode, decode, images)  # walk between two chosen images
+    timestep_scrubber(diffusion, eps_model, x0)     # x_t, noise and predictions at a chosen t
+"""
+from __future__ import annotations
+
+import io
+import os
+from typing import Callable, Sequence
+
+import torch
+
+__all__ = ["is_interactive", "pca_directions", "latent_explorer", "interpolation_explorer",
+           "timestep_scrubber"]
+
+Decode = Callable[..., torch.Tensor]   # decode(z) or decode(z, y) -> images (B, 3, 32, 32) in [0, 1]
+
+
+def is_interactive() -> bool:
+    """True inside a Jupyter kernel (where widgets can render) unless CVAE_STATIC_WIDGETS is set."""
+    if os.environ.get("CVAE_STATIC_WIDGETS", "") not in ("", "0"):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def pca_directions(mu: torch.Tensor, k: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k main directions of a cloud of posterior means.
+
+    mu: (N, Z) (or (N, ...), flattened). Returns (centre (Z,), directions (k, Z) orthonormal,
+    std (k,) spread of the data along each direction), from the SVD of the centred means.
+    """
+    m = mu.detach().float().cpu().flatten(1)                      # (N, ...) -> (N, Z)
+    centre = m.mean(0)
+    _, s, vh = torch.linalg.svd(m - centre, full_matrices=False)  # vh: (min(N, Z), Z)
+    k = min(k, vh.shape[0])
+    return centre, vh[:k], s[:k] / max(len(m) - 1, 1) ** 0.5
+
+
+def _decode(decode: Decode, z: torch.Tensor, y: int | None) -> torch.Tensor:
+    """Call decode with or without labels; z (B, Z) -> images (B, 3, 32, 32) on the CPU."""
+    with torch.no_grad():
+        if y is None:
+            return decode(z).detach().float().cpu().clamp(0, 1)
+        return decode(z, torch.full((len(z),), y, dtype=torch.long)).detach().float().cpu().clamp(0, 1)
+
+
+def _png(x: torch.Tensor, scale: int = 4) -> bytes:
+    """Images (B, 3, H, W) in [0, 1] side by side as one PNG, each pixel `scale` x `scale`."""
+    from PIL import Image
+
+    strip = torch.cat(list(x), dim=2)                             # (B, 3, H, W) -> (3, H, B*W)
+    a = (strip.permute(1, 2, 0) * 255).round().byte().numpy()     # (H, B*W, 3)
+    im = Image.fromarray(a).resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def latent_explorer(decode: Decode, mu: torch.Tensor, n_directions: int = 4,
+                    class_names: Sequence[str] | None = None, z_shape: Sequence[int] | None = None,
+                    span: float = 3.0, steps: int = 7):
+    """Sliders that move z along the main (PCA) directions of the posterior means `mu` (N, Z).
+
+    Each slider is in units of the data's standard deviation along its direction, so +-2 stays
+    where real images' codes live. With `class_names` (a CVAE), a dropdown decodes the same z
+    as another class and `decode` is called as decode(z, y). z_shape: the model's latent shape
+    if it is not flat (z is reshaped to (B, *z_shape) before decoding).
+
+    Static fallback: a Figure, one row per direction, z = centre + t * std * direction for t
+    in [-span, span] (a latent traversal), decoded as the first class if there are classes.
+    """
+    centre, dirs, std = pca_directions(mu, n_directions)
+    shape = tuple(z_shape) if z_shape is not None else (centre.numel(),)
+
+    def render(ts: Sequence[float], y: int | None) -> torch.Tensor:
+        z = centre + (torch.tensor(ts, dtype=torch.float32) * std) @ dirs   # (Z,)
+        return _decode(decode, z.view(1, *shape), y)                        # (1, 3, 32, 32)
+
+    if not is_interactive():
+        from .plotting import show_images
+
+        t = torch.linspace(-span, span, steps)
+        z = centre + (t[None, :, None] * std[:, None, None]) * dirs[:, None, :]  # (k, steps, Z)
+        x = _decode(decode, z.reshape(-1, *shape), 0 if class_names else None)   # (k*steps, 3, 32, 32)
+        return show_images(x, nrow=steps, row_labels=[f"PC {i + 1}" for i in range(len(dirs))],
+                           col_labels=[f"{v:+.1f} sd" for v in t.tolist()],
+                           title="latent traversal along the main directions")
+
+    import ipywidgets as W
+
+    sliders = [W.FloatSlider(value=0.0, min=-span, max=span, step=0.1, description=f"PC {i + 1}",
+                             continuous_update=True) for i in range(len(dirs))]
+    picker = (W.Dropdown(options=[(name, k) for k, name in enumerate(class_names)], description="class")
+              if class_names else None)
+    reset = W.Button(description="reset to the mean")
+    image = W.Image(format="png", width=160, height=160)
+
+    def update(*_):
+        image.value = _png(render([s.value for s in sliders], picker.value if picker else None))
+
+    def on_reset(_):
+        for s in sliders:
+            s.value = 0.0
+
+    for w in sliders + ([picker] if picker else []):
+        w.observe(update, names="value")
+    reset.on_click(on_reset)
+    update()
+    controls = W.VBox(sliders + ([picker] if picker else []) + [reset])
+    return W.HBox([controls, image])
+
+
+def interpolation_explorer(encode: Callable[[torch.Tensor], torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
+                           images: torch.Tensor, steps: int = 8):
+    """Pick two of `images` (N, 3, 32, 32) and slide from one's code to the other's.
+
+    encode: images -> z (B, ...), e.g. the posterior mean; decode: z -> images in [0, 1].
+    z_t = (1 - t) z_a + t z_b. Static fallback: a Figure with the path between images 0 and 1
+    in `steps` points, the two originals at the ends.
+    """
+    with torch.no_grad():
+        codes = encode(images).detach().float().cpu()             # (N, ...)
+
+    def path(a: int, b: int, ts: torch.Tensor) -> torch.Tensor:
+        w = ts.view(-1, *[1] * (codes.dim() - 1))                 # (T, 1, ...)
+        return _decode(decode, (1 - w) * codes[a] + w * codes[b], None)
+
+    if not is_interactive():
+        from .plotting import show_images
+
+        row = torch.cat([images[:1].float().cpu(), path(0, 1, torch.linspace(0, 1, steps)),
+                         images[1:2].float().cpu()])
+        return show_images(row, nrow=steps + 2, title="original A, decoded path A -> B, original B")
+
+    import ipywidgets as W
+
+    n = len(images)
+    a = W.BoundedIntText(value=0, min=0, max=n - 1, description="image A")
+    b = W.BoundedIntText(value=min(1, n - 1), min=0, max=n - 1, description="image B")
+    t = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="t")
+    ends = W.Image(format="png", width=320, height=160)
+    now = W.Image(format="png", width=160, height=160)
+
+    def update(*_):
+        ends.value = _png(torch.stack([images[a.value], images[b.value]]).float().cpu())
+        now.value = _png(path(a.value, b.value, torch.tensor([t.value])))
+
+    for w in (a, b, t):
+        w.observe(update, names="value")
+    update()
+    return W.VBox([W.HBox([a, b]), t, W.HBox([W.VBox([W.Label("A and B"), ends]),
+                                              W.VBox([W.Label("decoded z_t"), now])])])
+
+
+# ----------------------------------------------------------------------------- diffusion
+
+def _noise_image(eps: torch.Tensor) -> torch.Tensor:
+    """Noise (B, 3, H, W) ~ N(0, 1) shown as an image: -2 sd -> 0, +2 sd -> 1."""
+    return (eps.detach().float().cpu() / 4 + 0.5).clamp(0, 1)
+
+
+def _scrub_rows(diffusion, model: Callable, x0: torch.Tensor, t: int, y: torch.Tensor | None,
+                seed: int) -> tuple[torch.Tensor, float]:
+    """For images x0 (B, 3, H, W) in [0, 1] at timestep t: x_t, eps, eps_hat and x0_hat side
+    by side, (4B, 3, H, W) in [0, 1] (image-major), and the MSE of eps_hat per pixel."""
+    from .diffusion import from_unit, to_unit
+
+    g = torch.Generator().manual_seed(seed)
+    eps = torch.randn(x0.shape, generator=g)              # the same noise for every t
+    dev = next(model.parameters()).device if isinstance(model, torch.nn.Module) else x0.device
+    out = diffusion.denoise_at(model, from_unit(x0).to(dev), t, None if y is None else y.to(dev),
+                               eps=eps.to(dev))
+    tiles = [to_unit(out["xt"]).cpu(), _noise_image(out["eps"]), _noise_image(out["eps_hat"]),
+             to_unit(out["x0_hat"]).cpu()]                 # 4 x (B, 3, H, W)
+    mse = (out["eps_hat"].float().cpu() - eps).pow(2).mean().item()
+    return torch.stack(tiles, 1).flatten(0, 1), mse        # (B, 4, 3, H, W) -> (4B, 3, H, W)
+
+
+SCRUB_COLUMNS = ["x_t", "true noise", "predicted noise", "predicted x0"]
+
+
+def timestep_scrubber(diffusion, model: Callable, x0: torch.Tensor, y: torch.Tensor | None = None,
+                      ts: Sequence[int] | None = None, seed: int = 0):
+    """Slide t from 0 to T-1 and see what the denoiser sees and predicts at that step.
+
+    diffusion: a `cvae_lib.diffusion.Diffusion`; model: eps_theta(xt, t, y), e.g. the EMA U-Net;
+    x0: a few images (B, 3, 32, 32) in [0, 1]; y: their labels (B,) or None. For each image:
+    x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, the noise eps, the prediction
+    eps_hat and the implied x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t).
+    The noise eps is drawn once (seeded) and reused for every t.
+
+    Static fallback: a Figure with one row per t in `ts` for the first image (default: seven
+    steps from 0 to T-1, e.g. 0, 50, 200, 400, 600, 800, 999 for T = 1000).
+    """
+    x0 = x0.detach().float().cpu()
+    if ts is None:
+        ts = sorted({min(round(f * diffusion.T), diffusion.T - 1) for f in (0, 0.05, 0.2, 0.4, 0.6, 0.8, 1)})
+    if not is_interactive():
+        from .plotting import show_images
+
+        rows, labels = [], []
+        for t in ts:
+            tiles, mse = _scrub_rows(diffusion, model, x0[:1], int(t), None if y is None else y[:1], seed)
+            rows.append(tiles)
+            labels.append(f"t={t} (mse {mse:.2f})")
+        return show_images(torch.cat(rows), nrow=4, row_labels=labels, col_labels=SCRUB_COLUMNS,
+                           scale=1.0, title="what the denoiser sees (x_t) and predicts")
+
+    import ipywidgets as W
+
+    slider = W.IntSlider(value=diffusion.T // 2, min=0, max=diffusion.T - 1, step=1,
+                         description="t", continuous_update=False, layout=W.Layout(width="500px"))
+    info = W.Label()
+    image = W.Image(format="png")
+
+    def update(*_):
+        tiles, mse = _scrub_rows(diffusion, model, x0, slider.value, y, seed)
+        ab = float(diffusion.alpha_bar[slider.value])
+        info.value = (f"alpha_bar = {ab:.4f}, signal-to-noise = {ab / (1 - ab):.3g}, "
+                      f"mse(eps_hat, eps) = {mse:.3f}   columns: {' | '.join(SCRUB_COLUMNS)}")
+        rows = [_png(tiles[4 * i:4 * i + 4]) for i in range(len(x0))]
+        image.value = rows[0]
+        extra.children = [W.Image(value=r, format="png") for r in rows[1:]]
+
+    extra = W.VBox()
+    slider.observe(update, names="value")
+    update()
+    return W.VBox([slider, info, image, extra])

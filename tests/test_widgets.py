@@ -1,0 +1,62 @@
+"""Latent explorers: the static fallback headless, and the widgets' callbacks when interactive."""
+import pytest
+import torch
+
+from cvae_lib import widgets
+from cvae_lib.models.cvae import CVAE, CVAEConfig
+
+
+@pytest.fixture(scope="module")
+def cvae():
+    torch.manual_seed(0)
+    return CVAE(CVAEConfig(width=8, hidden=32, latent_dim=6, residual=True)).eval()
+
+
+def test_pca_directions_are_orthonormal_and_ordered_by_spread():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(500, 6, generator=g) * torch.tensor([5.0, 1, 1, 1, 1, 0.1]) + 3
+    centre, dirs, std = widgets.pca_directions(mu, 3)
+    torch.testing.assert_close(dirs @ dirs.T, torch.eye(3), atol=1e-5, rtol=0)
+    assert abs(abs(float(dirs[0, 0])) - 1) < 0.01                   # first direction: the wide axis
+    assert std[0] > 4 and (std[:-1] >= std[1:]).all()
+    torch.testing.assert_close(centre, mu.mean(0))
+
+
+def test_static_fallbacks_are_figures(monkeypatch, cvae):
+    from matplotlib.figure import Figure
+    monkeypatch.setenv("CVAE_STATIC_WIDGETS", "1")
+    assert not widgets.is_interactive()
+    fig = widgets.latent_explorer(cvae.decode_mean, torch.randn(50, 6), class_names=["a", "b"])
+    assert isinstance(fig, Figure)
+    y0 = torch.zeros(3, dtype=torch.long)
+    fig = widgets.interpolation_explorer(lambda x: cvae.encode(x, y0[:len(x)])[0],
+                                         lambda z: cvae.decode_mean(z, torch.zeros(len(z), dtype=torch.long)),
+                                         torch.rand(3, 3, 32, 32))
+    assert isinstance(fig, Figure)
+
+
+def test_latent_explorer_widget_redraws_on_slider_and_class_change(monkeypatch, cvae):
+    monkeypatch.setattr(widgets, "is_interactive", lambda: True)
+    box = widgets.latent_explorer(cvae.decode_mean, torch.randn(50, 6), n_directions=2, class_names=["a", "b"])
+    controls, image = box.children
+    sliders, picker = controls.children[:2], controls.children[2]
+    first = image.value
+    assert first[:4] == b"\x89PNG"
+    sliders[0].value = 2.5
+    moved = image.value
+    assert moved != first
+    picker.value = 1                                  # same z, another class
+    assert image.value != moved
+
+
+def test_interpolation_widget_follows_t(monkeypatch, cvae):
+    monkeypatch.setattr(widgets, "is_interactive", lambda: True)
+    y0 = torch.zeros(4, dtype=torch.long)
+    box = widgets.interpolation_explorer(lambda x: cvae.encode(x, y0[:len(x)])[0],
+                                         lambda z: cvae.decode_mean(z, torch.zeros(len(z), dtype=torch.long)),
+                                         torch.rand(4, 3, 32, 32))
+    t = box.children[1]
+    now = box.children[2].children[1].children[1]
+    before = now.value
+    t.value = 0.0
+    assert now.value != before
