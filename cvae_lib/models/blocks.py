@@ -12,12 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Bottleneck", "ConvEncoder", "ConvDecoder", "stage_widths"]
+__all__ = ["Bottleneck", "ConvEncoder", "ConvDecoder", "stage_widths", "mlp"]
 
 
 def stage_widths(width: int, n_stages: int = 3) -> tuple[int, ...]:
     """Channels per stage: the first is `width`, each next one doubles it, e.g. (32, 64, 128)."""
     return tuple(width * 2**i for i in range(n_stages))
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
+    """Linear -> GELU -> Linear: (B, n_in) -> (B, n_out); the VAEs' latent heads and label MLP."""
+    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Linear(n_hidden, n_out))
 
 
 class Bottleneck(nn.Module):

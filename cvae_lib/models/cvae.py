@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import ConvDecoder, ConvEncoder, stage_widths
-from .likelihoods import kl_normal, make_likelihood, negative_elbo, reparameterize, soft_clamp
+from .blocks import ConvDecoder, ConvEncoder, mlp, stage_widths
+from .likelihoods import make_likelihood, reparameterize, soft_clamp, vae_objective
 
 __all__ = ["CVAEConfig", "CVAE", "cvae_loss"]
 
@@ -45,10 +45,6 @@ class CVAEConfig:
     free_bits: float = 0.0         # nats per latent element the KL may use for free (0: off)
 
 
-def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Linear(n_hidden, n_out))
-
-
 class CVAE(nn.Module):
     """(images (B, 3, 32, 32) in [0, 1], labels (B,)) -> parameters of p(x | z, y)."""
 
@@ -64,7 +60,7 @@ class CVAE(nn.Module):
         self.encoder = ConvEncoder(widths, cfg.residual)
         self.decoder = ConvDecoder(widths, cfg.residual, out_channels=self.likelihood.out_channels)
         self.embed = nn.Embedding(cfg.n_classes, cfg.embed_dim)
-        self.label_mlp = _mlp(cfg.embed_dim, cfg.hidden, n_z)             # c, added to z
+        self.label_mlp = mlp(cfg.embed_dim, cfg.hidden, n_z)             # c, added to z
         if cfg.condition_encoder:
             self.label_to_features = nn.Linear(cfg.embed_dim, widths[-1])  # a bias per channel
         if cfg.spatial:
@@ -72,9 +68,9 @@ class CVAE(nn.Module):
             self.from_z = nn.Conv2d(cfg.latent_dim, widths[-1], 1)
         else:
             n_feat = widths[-1] * side * side
-            self.mu_head = _mlp(n_feat, cfg.hidden, cfg.latent_dim)
-            self.logvar_head = _mlp(n_feat, cfg.hidden, cfg.latent_dim)
-            self.from_z = _mlp(cfg.latent_dim, cfg.hidden, n_feat)
+            self.mu_head = mlp(n_feat, cfg.hidden, cfg.latent_dim)
+            self.logvar_head = mlp(n_feat, cfg.hidden, cfg.latent_dim)
+            self.from_z = mlp(cfg.latent_dim, cfg.hidden, n_feat)
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
 
     def label_code(self, y: torch.Tensor) -> torch.Tensor:
@@ -148,16 +144,5 @@ class CVAE(nn.Module):
 
 def cvae_loss(model: CVAE, x: torch.Tensor, y: torch.Tensor):
     """-ELBO per dimension of p(x|y) for `fit`, and its terms (rec, kl in nats/image; bpd)."""
-    cfg = model.cfg
     params, mu, logvar = model(x, y)
-    nll = model.likelihood.nll(params, x)                  # (B,) nats per image
-    kl = kl_normal(mu.float(), logvar.float())             # (B, *z_shape)
-    if model.training:
-        beta, free_bits = model.kl_weight(), cfg.free_bits
-        model.n_updates += 1
-    else:
-        beta, free_bits = cfg.beta, 0.0
-    loss, terms = negative_elbo(nll, kl, beta=beta, free_bits=free_bits,
-                                discrete=model.likelihood.discrete)
-    terms["beta"] = torch.tensor(beta)
-    return loss, terms
+    return vae_objective(model, params, mu, logvar, x)

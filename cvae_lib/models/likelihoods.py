@@ -32,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["reparameterize", "kl_normal", "soft_clamp", "negative_elbo", "Likelihood",
+__all__ = ["reparameterize", "kl_normal", "soft_clamp", "negative_elbo", "vae_objective", "Likelihood",
            "Bernoulli", "DiscretizedGaussian", "DiscretizedLogistic", "DiscretizedLogisticMixture",
            "make_likelihood", "LIKELIHOODS", "discretized_logistic_logp", "discretized_gaussian_logp"]
 
@@ -98,6 +98,27 @@ def negative_elbo(nll: torch.Tensor, kl: torch.Tensor, *, beta: float = 1.0, fre
 
 
 # ----------------------------------------------------------------------------- discretised densities
+
+def vae_objective(model, params: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                  x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The loss `fit` minimises for the VAE and CVAE: -ELBO per dimension and its terms.
+
+    In training mode the KL weight follows the model's warm-up (`model.kl_weight()`), free
+    bits apply, and the call counts one update in `model.n_updates`; in eval mode it is the
+    plain beta-weighted objective. params: decoder output; mu, logvar: (B, *z_shape).
+    """
+    nll = model.likelihood.nll(params, x)                  # (B,) nats per image
+    kl = kl_normal(mu.float(), logvar.float())             # (B, *z_shape) nats
+    if model.training:
+        beta, free_bits = model.kl_weight(), model.cfg.free_bits
+        model.n_updates += 1
+    else:
+        beta, free_bits = model.cfg.beta, 0.0
+    loss, terms = negative_elbo(nll, kl, beta=beta, free_bits=free_bits,
+                                discrete=model.likelihood.discrete)
+    terms["beta"] = torch.tensor(beta)
+    return loss, terms
+
 
 def _log_delta(cdf, a: torch.Tensor, b: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
     """log(cdf(a) - cdf(b)) for a > b, computed in the tail that avoids cancellation."""

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import ConvDecoder, ConvEncoder, stage_widths
-from .likelihoods import kl_normal, make_likelihood, negative_elbo, reparameterize, soft_clamp
+from .blocks import ConvDecoder, ConvEncoder, mlp, stage_widths
+from .likelihoods import make_likelihood, reparameterize, soft_clamp, vae_objective
 
 __all__ = ["VAEConfig", "VAE", "vae_loss"]
 
@@ -43,10 +43,6 @@ class VAEConfig:
     free_bits: float = 0.0         # nats per latent element the KL may use for free (0: off)
 
 
-def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Linear(n_hidden, n_out))
-
-
 class VAE(nn.Module):
     """Images (B, 3, 32, 32) in [0, 1] -> decoder parameters of p(x|z) (B, out_channels, 32, 32)."""
 
@@ -65,9 +61,9 @@ class VAE(nn.Module):
             self.from_z = nn.Conv2d(cfg.latent_dim, widths[-1], 1)
         else:
             n_feat = widths[-1] * side * side
-            self.mu_head = _mlp(n_feat, cfg.hidden, cfg.latent_dim)
-            self.logvar_head = _mlp(n_feat, cfg.hidden, cfg.latent_dim)
-            self.from_z = _mlp(cfg.latent_dim, cfg.hidden, n_feat)
+            self.mu_head = mlp(n_feat, cfg.hidden, cfg.latent_dim)
+            self.logvar_head = mlp(n_feat, cfg.hidden, cfg.latent_dim)
+            self.from_z = mlp(cfg.latent_dim, cfg.hidden, n_feat)
         # optimizer steps taken so far: drives the KL warm-up and is saved with the weights
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
 
@@ -129,16 +125,5 @@ def vae_loss(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None):
     In training mode the KL weight follows the warm-up and free bits apply, and each call
     counts one update; in eval mode the loss is the plain beta-weighted objective.
     """
-    cfg = model.cfg
     params, mu, logvar = model(x)
-    nll = model.likelihood.nll(params, x)                  # (B,) nats per image
-    kl = kl_normal(mu.float(), logvar.float())             # (B, *z_shape) nats
-    if model.training:
-        beta, free_bits = model.kl_weight(), cfg.free_bits
-        model.n_updates += 1
-    else:
-        beta, free_bits = cfg.beta, 0.0
-    loss, terms = negative_elbo(nll, kl, beta=beta, free_bits=free_bits,
-                                discrete=model.likelihood.discrete)
-    terms["beta"] = torch.tensor(beta)
-    return loss, terms
+    return vae_objective(model, params, mu, logvar, x)
