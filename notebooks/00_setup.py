@@ -24,8 +24,8 @@
 #
 # | profile | measured run time of this notebook |
 # |---|---|
-# | smoke (CI) | about 10 s (2-core CPU, data already cached) |
-# | cpu | about 15 s the first time (decodes 60,000 images once), 5 s after |
+# | smoke (CI) | 7 s (2-core CPU, `make course`, data already cached) |
+# | cpu | 7 s; about 15 s the first time (it decodes the 60,000 images once) |
 #
 # **Where to run the course**
 # - *Laptop*: `make course` (or `make lab` to open JupyterLab) from the repository root.

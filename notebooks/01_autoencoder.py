@@ -29,7 +29,7 @@
 #
 # | profile | measured run time (2-core CPU) | what it trains |
 # |---|---|---|
-# | smoke | ~15 s | a tiny model for a few steps (proves the notebook runs) |
+# | smoke | 8 s | a tiny model for a few steps (proves the notebook runs) |
 # | cpu | 6.0 min (357 s; 6 epochs of 59 s on an idle 2-core AVX2 CPU) | the model below on all 49,000 training images; test PSNR 22.7 dB |
 # | gpu | not measured yet | a wider model for 30 epochs |
 #

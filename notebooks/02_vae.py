@@ -33,8 +33,8 @@
 #
 # | profile | measured run time (2 shared CPU cores) | what it trains |
 # |---|---|---|
-# | smoke | ~25 s (nbval, one thread) | tiny models, a few steps: proves the notebook runs |
-# | cpu | 7.8 min (470 s, one thread, machine shared with other jobs) | one VAE for 300 steps of 64 images (~2.7 min) and five small side runs |
+# | smoke | 10 s (`make course`, idle 2-core CPU) | tiny models, a few steps: proves the notebook runs |
+# | cpu | 2.5 min (149 s, `make course` on an idle 2-core CPU; 7.8 min with one thread on a machine shared with other jobs) | one VAE for 300 steps of 64 images (~2.7 min) and five small side runs |
 # | gpu | not measured | wider models, longer |
 #
 # Exercise: `exercises/ex02_vae.ipynb` (reparameterisation, KL, ELBO in bits/dim).

@@ -27,8 +27,8 @@
 #
 # | profile | measured run time (2 shared CPU cores) | what it trains |
 # |---|---|---|
-# | smoke | ~25 s (nbval, one thread) | tiny models, a few steps: proves the notebook runs |
-# | cpu | 8.3 min (496 s, one thread; 12.7 min when two other training jobs shared the 2 cores) | seven short runs of 0.5 to 2 minutes, then the evaluation on all 10,000 test images |
+# | smoke | 12 s (`make course`, idle 2-core CPU) | tiny models, a few steps: proves the notebook runs |
+# | cpu | 5.1 min (306 s, `make course` on an idle 2-core CPU; about 3x longer when other jobs share the cores) | seven short runs of 0.5 to 2 minutes, then the evaluation on all 10,000 test images |
 # | gpu | not measured | the same experiments, longer |
 #
 # Exercise: `exercises/ex03_conditional_vae.ipynb` (label conditioning, the class grid).

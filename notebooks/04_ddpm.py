@@ -31,8 +31,8 @@
 #
 # | profile | measured run time (2-core CPU, shared) | what it trains |
 # |---|---|---|
-# | smoke | 19-30 s | a tiny U-Net for 8 steps, T = 100 (proves the notebook runs) |
-# | cpu | 5-9 min (4 min 42 s and 8 min 8 s in two runs; training 3.5-6 min) | a 0.28M-parameter U-Net, 2 epochs over 9,800 airplanes and frogs (614 steps of 32) |
+# | smoke | 17 s (`make course`, idle 2-core CPU) | a tiny U-Net for 8 steps, T = 100 (proves the notebook runs) |
+# | cpu | 7.1 min (426 s, `make course` on an idle 2-core CPU) | a 0.28M-parameter U-Net, 6 epochs over 9,800 airplanes and frogs (1,838 steps of 32) |
 # | gpu | not measured yet | a 128-channel U-Net on all ten classes |
 #
 # (Measured on a 2-core CPU shared with other jobs, with `OMP_NUM_THREADS=1`; with two threads
@@ -345,7 +345,7 @@ fig = show_images(samples, nrow=k, row_labels=list(names),
 save_figure(fig, "04_samples")
 
 # %% [markdown]
-# Be honest about what you see. In the cpu profile, after 614 steps (3.5 to 6 minutes here), the
+# Be honest about what you see. In the cpu profile, after 1,838 steps (about 5 minutes here), the
 # samples are **not yet recognisable objects**: fields of colour and texture, bluer and
 # whiter for airplanes (sky), greener and browner for frogs, with grain left over from the
 # imprecise noise predictions at small $t$. This is the state in which the study's DDPM
