@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["CLASSES", "DataError", "ImageSet", "load_cifar10", "cache_dir", "find_root",
+__all__ = ["CLASSES", "DataError", "ImageSet", "load_cifar10", "random_translate", "cache_dir", "find_root",
            "to_float"]
 
 CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
@@ -126,12 +127,15 @@ class ImageSet:
         return self.take(torch.cat(train).sort().values), self.take(torch.cat(val).sort().values)
 
     def batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
-                hflip: bool = False, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                hflip: bool = False, translate: int = 0,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x, y) batches on the set's device: x float (B, 3, 32, 32) in [0, 1], y (B,) int64.
 
         The order is a seeded permutation of (seed, epoch), so every index appears exactly once
         per epoch and a resumed run sees the same batches as an uninterrupted one. `hflip`
-        mirrors a seeded random half of each batch (augmentation done on the device).
+        mirrors a seeded random half of each batch; `translate` shifts each image by a seeded
+        random offset of up to that many pixels in x and y, filling the border by reflection
+        (both augmentations run on the device).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -146,6 +150,8 @@ class ImageSet:
             if hflip:
                 flip = (torch.rand(len(idx), generator=g) < 0.5).to(x.device)
                 x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            if translate:
+                x = random_translate(x, translate, g)
             yield x, self.y[idx]
 
     def _class_id(self, c: str | int) -> int:
@@ -158,6 +164,24 @@ class ImageSet:
         except ValueError:
             raise DataError(f"unknown class {c!r}; CIFAR-10 classes are: "
                             f"{', '.join(self.classes)}") from None
+
+
+def random_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image of x (B, C, H, W) by its own offset in [-pad, pad]^2, reflecting at the border.
+
+    Pads once, then crops one window per distinct offset (at most (2 pad + 1)^2 slices, whatever
+    the batch size); the offsets come from `generator`, so a resumed run repeats them.
+    """
+    if pad < 0:
+        raise ValueError(f"translate must be >= 0, got {pad}")
+    b, _, h, w = x.shape
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    out = torch.empty_like(x)
+    for dy, dx in shifts.unique(dim=0).tolist():
+        sel = ((shifts[:, 0] == dy) & (shifts[:, 1] == dx)).nonzero().squeeze(1).to(x.device)
+        out[sel] = padded[sel, :, dy:dy + h, dx:dx + w]
+    return out
 
 
 # ----------------------------------------------------------------------------- loading

@@ -54,6 +54,7 @@ class TrainConfig:
     schedule: str = "constant"        # learning rate after warm-up: "constant" | "cosine" (decays to 0)
     grad_clip: float | None = None    # max global gradient norm; None: no clipping
     hflip: bool = False               # random horizontal flips (augmentation)
+    translate: int = 0                # random shifts of up to this many pixels (augmentation)
     max_steps: int | None = None      # cap on steps per epoch (smoke runs)
     early_stopping: int | None = None # patience in epochs without a better validation loss
     seed: int = 0                     # batch order, flips and the initial RNG state
@@ -343,7 +344,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig = Tr
         n_seen = 0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False,
                    disable=not cfg.progress)
-        batches = train_set.batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, hflip=cfg.hflip)
+        batches = train_set.batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, hflip=cfg.hflip,
+                                        translate=cfg.translate)
         for step, (x, y) in enumerate(batches):
             if step >= steps_per_epoch:
                 break

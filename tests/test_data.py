@@ -124,3 +124,28 @@ def test_batches_values_and_flips():
     same = [torch.equal(a, b) for a, b in zip(xf, x)]
     assert all(f or s_ for f, s_ in zip(flipped, same)) and 0 < sum(flipped) < len(x)
 
+
+
+def test_random_translate_shifts_each_image_within_the_pad_with_reflection():
+    from cvae_lib.data import random_translate
+    x = torch.rand(64, 3, 8, 8)
+    out = random_translate(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    shifts = set()
+    for i in range(len(x)):      # every output is one 8x8 window of its own padded image
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if torch.equal(out[i], padded[i, :, dy:dy + 8, dx:dx + 8])]
+        assert hits, f"image {i} is not a shifted copy of itself"
+        shifts.add(hits[0])
+    assert len(shifts) > 10      # offsets differ between images
+    again = random_translate(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)                           # seeded: a resumed run repeats it
+    assert torch.equal(random_translate(x, 0, torch.Generator()), x)
+
+
+def test_batches_translate_keeps_labels_and_range(image_folder):
+    s = load_cifar10("train", image_folder)
+    x, y = next(s.batches(30, shuffle=False, translate=2))
+    assert x.shape == (30, 3, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert torch.equal(y, s.y)
