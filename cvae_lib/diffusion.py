@@ -303,3 +303,30 @@ class Diffusion(nn.Module):
         if isinstance(model, nn.Module):
             model.train(was_training)
         return {"xt": xt, "eps": eps, "eps_hat": eps_hat, "x0_hat": self.predict_x0(xt, tt, eps_hat)}
+
+    @torch.no_grad()
+    def heldout_loss(self, model: Denoiser, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                     seed: int = 0, batch_size: int = 250) -> float:
+        """The loss of Algorithm 1 on held-out images, with t and eps drawn from a fixed seed.
+
+        x: (N, 3, H, W) in [0, 1] (e.g. test images); y: (N,) class ids or None (no label drop).
+        Returns the mean squared error per pixel; the same model and images give the same number
+        on any machine up to float rounding, so shipped weights can be checked against it.
+        """
+        g = torch.Generator().manual_seed(seed)
+        t = torch.randint(0, self.T, (x.shape[0],), generator=g)
+        eps = torch.randn(x.shape, generator=g)
+        was_training = getattr(model, "training", False)
+        if isinstance(model, nn.Module):
+            model.eval()
+        device = self.beta.device
+        total = 0.0
+        for i in range(0, x.shape[0], batch_size):
+            sl = slice(i, i + batch_size)
+            tt, ee = t[sl].to(device), eps[sl].to(device)
+            xt = self.add_noise(from_unit(x[sl].to(device)), tt, ee)
+            yy = None if (y is None or self.cfg.null_label is None) else y[sl].to(device)
+            total += F.mse_loss(model(xt, tt, yy).float(), ee, reduction="sum").item()
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+        return total / x.numel()

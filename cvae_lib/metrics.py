@@ -28,16 +28,19 @@ def psnr(x: torch.Tensor, x_hat: torch.Tensor, data_range: float = 1.0) -> torch
     return 10 * torch.log10(data_range**2 / mse_per_image(x, x_hat))
 
 
-def ssim(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+def ssim(x: torch.Tensor, x_hat: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Structural similarity per image pair via scikit-image (Wang et al. 2004), (B,).
 
-    Uses the standard 7x7 window on each RGB channel, data range 1.
+    Uses the standard 7x7 window on each RGB channel. `data_range` must be the range of the
+    pixel values (1 for images in [0, 1]); it sets the constants C1 = (0.01 range)^2 and
+    C2 = (0.03 range)^2. Passing 255 for images in [0, 1] is a classic mistake: the constants
+    then swamp every mean and variance and any two images score about 0.99 (chapter 05).
     """
     from skimage.metrics import structural_similarity
 
     a = x.detach().float().cpu().permute(0, 2, 3, 1).numpy()      # (B, H, W, C)
     b = x_hat.detach().float().cpu().permute(0, 2, 3, 1).numpy()
-    return torch.tensor([structural_similarity(u, v, channel_axis=-1, data_range=1.0)
+    return torch.tensor([structural_similarity(u, v, channel_axis=-1, data_range=data_range)
                          for u, v in zip(a, b)])
 
 

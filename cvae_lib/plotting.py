@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 __all__ = ["image_grid", "show_images", "reconstructions", "loss_curves", "save_figure",
-           "schedule_curves"]
+           "schedule_curves", "markdown_table", "save_table"]
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +95,32 @@ def save_figure(fig: Figure, name: str, folder: str | None = None) -> str | None
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}.png")
     fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """A list of dicts with the same keys -> a markdown table (floats as given, None as "n/a")."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    cell = lambda v: "n/a" if v is None else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def save_table(rows: list[dict], name: str, note: str = "", folder: str | None = None) -> str | None:
+    """Write rows as `name`.md (a markdown table, then `note`) under `$CVAE_TABLES_DIR` (set by
+    `make course`) or `folder`; else do nothing. Returns the path written, or None."""
+    import os
+
+    folder = folder or os.environ.get("CVAE_TABLES_DIR")
+    if not folder:
+        return None
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.md")
+    with open(path, "w") as f:
+        f.write(markdown_table(rows) + ("\n" + note + "\n" if note else ""))
     return path
 
 

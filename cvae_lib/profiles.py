@@ -51,6 +51,7 @@ class Profile:
     val_per_class: int            # validation images per class, carved from train
     test_per_class: int | None    # test images per class for evaluation (None: all 1,000)
     n_samples: int                # images generated for sample grids and metrics
+    n_eval: int                   # samples per model in chapter 05's table (split over its classes)
     ae: RunSize = field(default_factory=lambda: RunSize(None, 1, 128))
     vae: RunSize = field(default_factory=lambda: RunSize(None, 1, 128))
     cvae: RunSize = field(default_factory=lambda: RunSize(None, 1, 128))
@@ -66,7 +67,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", summary="CI: tiny subsets and a few steps, seconds per notebook",
-        val_per_class=5, test_per_class=10, n_samples=20,
+        val_per_class=5, test_per_class=10, n_samples=20, n_eval=20,
         ae=RunSize(train_per_class=20, epochs=2, batch_size=50, max_steps=4, width=8),
         vae=RunSize(train_per_class=20, epochs=2, batch_size=50, max_steps=4, width=8),
         cvae=RunSize(train_per_class=20, epochs=2, batch_size=46, max_steps=4, width=8),
@@ -79,7 +80,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu", summary="a laptop CPU: real CIFAR-10, small models, minutes per notebook",
-        val_per_class=100, test_per_class=None, n_samples=100,
+        val_per_class=100, test_per_class=None, n_samples=100, n_eval=200,
         ae=RunSize(train_per_class=None, epochs=6, batch_size=128, width=16),
         vae=RunSize(train_per_class=None, epochs=4, batch_size=64, max_steps=75, width=32),
         cvae=RunSize(train_per_class=None, epochs=4, batch_size=46, max_steps=150, width=32),
@@ -92,7 +93,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "gpu": Profile(
         name="gpu", summary="one GPU: full data, longer runs, the README's numbers",
-        val_per_class=100, test_per_class=None, n_samples=1000,
+        val_per_class=100, test_per_class=None, n_samples=1000, n_eval=2000,
         ae=RunSize(train_per_class=None, epochs=30, batch_size=256, width=64),
         vae=RunSize(train_per_class=None, epochs=100, batch_size=256, width=64),
         cvae=RunSize(train_per_class=None, epochs=100, batch_size=256, width=64),

@@ -23,9 +23,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["export_weights", "load_weights", "read_metadata", "sha256", "WeightsError"]
+__all__ = ["export_weights", "load_weights", "read_metadata", "sha256", "shipped", "WeightsError",
+           "CHECKPOINTS"]
 
 SUMS = "SHA256SUMS"
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"  # the weights shipped with the course
+
+
+def shipped(name: str) -> Path:
+    """The path of a shipped weights file, e.g. shipped("classifier") -> checkpoints/classifier.safetensors."""
+    return CHECKPOINTS / (name if name.endswith(".safetensors") else f"{name}.safetensors")
 
 
 class WeightsError(RuntimeError):

@@ -351,3 +351,19 @@ def test_ddim_step_agrees_with_diffusers(eta):
                             variance_noise=z).prev_sample
         torch.testing.assert_close(d.ddim_step(eps, t, t - 20, xt, eta, noise=z), expected,
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_heldout_loss_is_seeded_and_equals_the_written_out_loss():
+    d = Diffusion(DiffusionConfig(T=50, null_label=10))
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(7, 3, 4, 4, generator=g), torch.randint(0, 10, (7,), generator=g)
+    a = d.heldout_loss(_dummy_eps, x, y, seed=3, batch_size=3)
+    assert a == pytest.approx(d.heldout_loss(_dummy_eps, x, y, seed=3, batch_size=7), rel=1e-6)  # batching
+    gen = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 50, (7,), generator=gen)
+    eps = torch.randn(x.shape, generator=gen)
+    ab = d.alpha_bar.double()[t].view(-1, 1, 1, 1)
+    xt = (ab.sqrt() * (2 * x.double() - 1) + (1 - ab).sqrt() * eps.double()).float()
+    expected = float(((_dummy_eps(xt, t, y) - eps) ** 2).mean())
+    assert a == pytest.approx(expected, rel=1e-5)
+    assert d.heldout_loss(lambda xt, t, y: eps * 0 + 0 * xt, x, y, seed=3) == pytest.approx(float((eps ** 2).mean()), rel=1e-6)

@@ -84,3 +84,17 @@ def test_nearest_neighbours_finds_the_copy():
     d, i = metrics.nearest_neighbours(queries, pool, k=2, chunk=16)
     assert i[:, 0].tolist() == [13, 41] and d[0, 0] == 0 and d.shape == (2, 2)
     assert (d[:, 0] <= d[:, 1]).all()
+
+
+def test_ssim_with_the_wrong_data_range_is_near_one_for_unrelated_images():
+    # chapter 05's explanation of the study's 0.999: data_range=255 on [0, 1] images
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    assert float(metrics.ssim(a, b).mean()) < 0.05                     # unrelated noise: ~0
+    assert float(metrics.ssim(a, b, data_range=255).mean()) > 0.98      # the mistake: ~1
+
+
+def test_markdown_table_fills_missing_values():
+    from cvae_lib.plotting import markdown_table, save_table
+    rows = [{"model": "a", "FD": 1.5}, {"model": "b", "FD": None}]
+    assert markdown_table(rows).splitlines() == ["| model | FD |", "|---|---|", "| a | 1.5 |", "| b | n/a |"]
