@@ -1,42 +1,87 @@
 """Run the course headless: execute every chapter notebook in order and keep what it shows.
 
-    python tools/run_course.py                 # all notebooks, profile from CVAE_PROFILE (or auto)
-    python tools/run_course.py 01 02           # only chapters whose file name starts with these
+    python -m cvae_lib.course                  # all notebooks, profile from CVAE_PROFILE (or auto)
+    python -m cvae_lib.course 01 02            # only chapters whose file name starts with these
+    (tools/run_course.py is the same command; `make course` calls it)
 
 Writes, under build/ (or --out):
     notebooks/NN_name.ipynb    executed copies, outputs included (open them in JupyterLab)
     figures/*.png              every figure the notebooks save with plotting.save_figure
+    tables/*.md                every table the notebooks save with plotting.save_table
     course.md                  a run report: profile, device, run time per notebook
 Stops at the first notebook that fails and says which cell.
+
+A chapter that needs an earlier chapter's models calls `ensure_runs`, which runs the missing
+chapters first (in a separate process, same profile), so any notebook can be opened first.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
-
 ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = ["ensure_runs", "main"]
+
+
+def _run_chapter(prefix: str) -> int:
+    """`python -m cvae_lib.course <prefix> --no-report` in a new process, its output shown here."""
+    proc = subprocess.Popen([sys.executable, "-m", "cvae_lib.course", prefix, "--no-report"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:                     # relay, so a notebook cell shows the progress
+        if "Kernel is running over TCP" not in line:
+            print(line, end="", flush=True)
+    return proc.wait()
+
+
+def ensure_runs(needed: dict[str, str], runs_dir: str | os.PathLike, *, runner=None) -> list[str]:
+    """Make sure the checkpoints in `needed` (file name -> chapter prefix) exist in `runs_dir`.
+
+    Runs each chapter with a missing checkpoint once, in order, with `python -m cvae_lib.course
+    <prefix>` in a new process (same profile and folders); returns the chapters it ran. Raises
+    RuntimeError naming the chapter if a run fails or does not write what was expected.
+    """
+    runs_dir = Path(runs_dir)
+    missing = {name: ch for name, ch in needed.items() if not (runs_dir / name).exists()}
+    chapters = sorted(set(missing.values()))
+    run = runner or _run_chapter
+    for ch in chapters:
+        files = ", ".join(n for n, c in missing.items() if c == ch)
+        print(f"{files} not found in {runs_dir}: running chapter {ch} first to train it "
+              f"(its executed copy goes to build/notebooks)", flush=True)
+        if run(ch) != 0:
+            raise RuntimeError(f"chapter {ch} failed, so its models ({files}) are missing; open "
+                               f"notebooks/{ch}_*.ipynb and run it to see why")
+    still = [n for n in missing if not (runs_dir / n).exists()]
+    if still:
+        raise RuntimeError(f"{', '.join(still)} still missing in {runs_dir} after running chapters "
+                           f"{', '.join(chapters)}; is CVAE_RUNS_DIR the same for both?")
+    return chapters
 
 
 def main(argv: list[str] | None = None) -> int:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("only", nargs="*", help="chapter prefixes to run, e.g. 00 01")
     parser.add_argument("--out", default=str(ROOT / "build"), help="output folder (default build/)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--no-report", action="store_true", help="do not write course.md (nested runs)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("CVAE_FIGURES_DIR", str(out / "figures"))
+    os.environ.setdefault("CVAE_TABLES_DIR", str(out / "tables"))
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from cvae_lib.profiles import get_profile
-    from cvae_lib.runtime import describe
+    from .profiles import get_profile
+    from .runtime import describe
 
     profile = get_profile()
     os.environ["CVAE_PROFILE"] = profile.name  # every notebook uses the same profile
@@ -62,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((path.name, seconds))
         print(f"{seconds:.0f} s", flush=True)
 
+    if args.no_report:
+        return 0
     report = [f"# Course run, profile `{profile.name}`", "",
               f"Device: {info['device']}" + (f" ({info['gpu']})" if "gpu" in info else "")
               + f", torch {info['torch']}, {info['cpu_threads']} CPU threads.", "",
               "| notebook | run time |", "|---|---|"]
     report += [f"| [{name}](notebooks/{name}) | {s / 60:.1f} min |" for name, s in rows]
     figures = sorted((out / "figures").glob("*.png"))
+    tables = sorted((out / "tables").glob("*.md"))
     report += ["", f"{len(figures)} figures in [figures/](figures/)."]
+    report += [f"Table: [{t.stem}](tables/{t.name})" for t in tables]
     (out / "course.md").write_text("\n".join(report) + "\n")
     print(f"done: {sum(s for _, s in rows) / 60:.1f} min in all; report in {out / 'course.md'}")
     return 0
