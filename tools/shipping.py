@@ -1,0 +1,77 @@
+"""What the scripts that train the shipped weights share: arguments, start-up, data, export.
+
+Each script (train_classifier.py, train_ddpm.py, train_cvae.py) trains through `load_or_train`,
+so an interrupted run resumes and a finished run is only exported again, and records in the
+file's metadata a metric on a fixed test subset (`check`) that tests/test_shipped.py repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from cvae_lib.data import CLASSES, ImageSet, load_cifar10
+from cvae_lib.runtime import pick_device, seed_everything
+from cvae_lib.train import History
+from cvae_lib.weights import export_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECK_PER_CLASS = 50   # test images per class that the tests use to re-check a shipped file
+
+
+def parser(doc: str, *, epochs: int, batch_size: int, name: str,
+           classes: list[str] | None = None) -> argparse.ArgumentParser:
+    """The common options; `classes` given: a --classes option with that default."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (smoke runs)")
+    p.add_argument("--train-per-class", type=int, default=None, help="subset size (default: all)")
+    if classes is not None:
+        p.add_argument("--classes", nargs="*", default=classes, help=f"default: {' '.join(classes)}")
+    p.add_argument("--out", type=Path, default=ROOT / "checkpoints")
+    p.add_argument("--name", default=name, help="file name stem of the shipped weights")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+    return p
+
+
+def start(args) -> torch.device:
+    """Threads, seed 0, device."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(0)
+    return pick_device()
+
+
+def class_splits(names: list[str] | None, train_per_class: int | None,
+                 val_per_class: int = 100) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """(train, validation, test) of the classes `names` (None: all ten); validation comes from train."""
+    full = load_cifar10("train").subset(names, n_per_class=train_per_class)
+    train, val = full.split(val_per_class if train_per_class is None else 1)
+    return train, val, load_cifar10("test").subset(names)
+
+
+def check_subset(names: list[str] | None, n_per_class: int = CHECK_PER_CLASS) -> ImageSet:
+    """The fixed test subset whose metric a shipped file records under "check"; tests/test_shipped.py
+    draws it with the same call: load_cifar10("test").subset(classes, n_per_class, seed=0)."""
+    return load_cifar10("test").subset(names, n_per_class=n_per_class, seed=0)
+
+
+def steps_per_epoch(train: ImageSet, args) -> int:
+    return min(math.ceil(len(train) / args.batch_size), args.max_steps or math.inf)
+
+
+def ship(model: torch.nn.Module, args, history: History, metrics: dict, summary: str) -> None:
+    """Export `model` with `metrics` plus the run's facts, and say what was written."""
+    metrics = {**metrics, "epochs": len(history), "batch_size": args.batch_size,
+               "train_seconds": round(history.seconds, 1), "device": str(next(model.parameters()).device),
+               "threads": torch.get_num_threads()}
+    path = args.out / f"{args.name}.safetensors"
+    export_weights(model, path, metrics)
+    print(f"{summary} after {len(history)} epochs ({history.seconds / 60:.1f} min); wrote {path}")
+
+
+__all__ = ["CLASSES", "CHECK_PER_CLASS", "ROOT", "parser", "start", "class_splits", "check_subset",
+           "steps_per_epoch", "ship"]
