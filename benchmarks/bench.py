@@ -70,6 +70,8 @@ def time_train(model, loss_of_batch, batch_size, device, warmup, iters, amp=True
             t0 = time.perf_counter()
         with autocast(device, "auto" if amp else "off"):
             loss = loss_of_batch(model, x, y)
+        if isinstance(loss, tuple):          # (loss, logged terms), as the course's losses return
+            loss = loss[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
