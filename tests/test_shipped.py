@@ -1,0 +1,74 @@
+"""Every shipped checkpoint loads safely into the current code and reproduces its recorded metric.
+
+The files in checkpoints/ are safetensors (tensors and text only) listed in SHA256SUMS; each
+records in its metadata the metric its training script measured on a fixed test subset, which
+is recomputed here. Needs the CIFAR-10 test split (CVAE_DATA_DIR; `make test` sets it).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cvae_lib.data import load_cifar10
+from cvae_lib.diffusion import Diffusion, DiffusionConfig
+from cvae_lib.models.classifier import Classifier, ClassifierConfig
+from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
+from cvae_lib.models.unet import UNet, UNetConfig
+from cvae_lib.train import evaluate, infer
+from cvae_lib.weights import CHECKPOINTS, SUMS, load_weights, read_metadata, sha256, shipped
+
+MODELS = {"Classifier": (Classifier, ClassifierConfig), "UNet": (UNet, UNetConfig), "CVAE": (CVAE, CVAEConfig)}
+FILES = sorted(CHECKPOINTS.glob("*.safetensors"))
+
+
+def test_the_course_ships_the_judge_a_ddpm_and_a_cvae():
+    assert all(shipped(name).exists() for name in ("classifier", "ddpm_cpu", "cvae_cpu"))
+
+
+def test_shipped_files_are_listed_with_checksums_and_small():
+    listed = dict(line.split()[::-1] for line in (CHECKPOINTS / SUMS).read_text().splitlines() if line.strip())
+    assert sorted(listed) == [f.name for f in FILES]
+    for f in FILES:
+        assert listed[f.name] == sha256(f), f"{f.name} does not match SHA256SUMS"
+    assert sum(f.stat().st_size for f in FILES) <= 40 * 2**20, "shipped weights exceed 40 MB in all"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+def test_each_file_loads_into_current_code(path):
+    meta = read_metadata(path)
+    model_cls, cfg_cls = MODELS[meta["model_class"]]
+    model = load_weights(path, model_cls, cfg_cls)       # checksum, config, strict state dict
+    assert not model.training
+
+
+def test_classifier_reaches_its_recorded_accuracy():
+    meta = read_metadata(shipped("classifier"))["metrics"]
+    assert meta["test_accuracy"] >= 0.85 and meta["n_test"] == 10_000
+    check = meta["check"]
+    test = load_cifar10("test").subset(None, n_per_class=check["n_per_class"], seed=check["seed"])
+    model = load_weights(shipped("classifier"), Classifier, ClassifierConfig)
+    acc = float((infer(model, test.images(), device="cpu").argmax(1) == test.y).float().mean())
+    assert abs(acc - check["accuracy"]) <= 1.5 / len(test)         # at most one image flips
+    assert acc >= 0.8
+
+
+def test_ddpm_reproduces_its_recorded_heldout_loss():
+    meta = read_metadata(shipped("ddpm_cpu"))["metrics"]
+    check = meta["check"]
+    test = load_cifar10("test").subset(meta["classes"], n_per_class=check["n_per_class"], seed=check["seed"])
+    model = load_weights(shipped("ddpm_cpu"), UNet, UNetConfig)
+    diffusion = Diffusion(DiffusionConfig(**meta["diffusion"]))
+    loss = diffusion.heldout_loss(model, test.images(), test.y, seed=check["seed"])
+    assert loss == pytest.approx(check["heldout_loss"], rel=1e-3)
+    # and it learned something: a network predicting zero noise scores 1.0
+    assert loss < 0.1
+
+
+def test_cvae_reproduces_its_recorded_bits_per_dim():
+    meta = read_metadata(shipped("cvae_cpu"))["metrics"]
+    check = meta["check"]
+    test = load_cifar10("test").subset(meta["classes"], n_per_class=check["n_per_class"], seed=check["seed"])
+    model = load_weights(shipped("cvae_cpu"), CVAE, CVAEConfig)
+    bpd = evaluate(model, cvae_loss, test)["bpd"]
+    assert bpd == pytest.approx(check["bpd"], rel=1e-3)
+    assert bpd < 8.0      # better than a uniform model over the 256 levels (8 bits/dim)
