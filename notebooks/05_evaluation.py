@@ -123,7 +123,8 @@ from cvae_lib.weights import load_weights, read_metadata, shipped
 
 judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
 recorded = read_metadata(shipped("classifier"))["metrics"]
-acc_here = float((infer(judge, x_test, device=device).argmax(1) == y_test).float().mean())
+feats_test = infer(judge.features, x_test, device=device)                     # (N, D) pooled features
+acc_here = float((infer(judge.head, feats_test, device=device).argmax(1) == y_test).float().mean())  # head: logits
 print(f"judge: {sum(p.numel() for p in judge.parameters()) / 1e6:.2f}M parameters; recorded test accuracy "
       f"{recorded['test_accuracy']:.1%} on {recorded['n_test']} test images (all ten classes); "
       f"{acc_here:.1%} on our {len(test)} test images of {names}")
@@ -169,13 +170,10 @@ def train_minutes(path) -> float:
 
 
 ae = load_model(RUNS / "ae.pt", Autoencoder, AEConfig).to(device)
-cvaes = {name: load_model(RUNS / f"cvae_{file}.pt", CVAE, CVAEConfig).to(device)
-         for name, file in [("CVAE, study recipe", "study_full"), ("CVAE, improved for bits/dim", "improved_bpd"),
-                            ("CVAE, improved for samples", "improved_samples")]}
-minutes = {"AE": train_minutes(RUNS / "ae.pt")}
-minutes.update({name: train_minutes(RUNS / f"cvae_{file}.pt") for name, file in
-                [("CVAE, study recipe", "study_full"), ("CVAE, improved for bits/dim", "improved_bpd"),
-                 ("CVAE, improved for samples", "improved_samples")]})
+chapter03 = {"CVAE, study recipe": RUNS / "cvae_study_full.pt", "CVAE, improved for bits/dim": RUNS / "cvae_improved_bpd.pt",
+             "CVAE, improved for samples": RUNS / "cvae_improved_samples.pt"}
+cvaes = {name: load_model(path, CVAE, CVAEConfig).to(device) for name, path in chapter03.items()}
+minutes = {"AE": train_minutes(RUNS / "ae.pt"), **{name: train_minutes(path) for name, path in chapter03.items()}}
 
 # chapter 04's run: the EMA weights, with the schedule chapter 04 used in this profile
 ddpm_own = load_model(RUNS / "ddpm.pt", UNet, UNetConfig, ema=True).to(device)
@@ -270,7 +268,6 @@ save_figure(fig, "05_samples")
 from cvae_lib.metrics import MissingWeightsError, fid, frechet_distance, inception_weights, kid, psnr, ssim
 from cvae_lib.train import evaluate
 
-feats_test = infer(judge.features, x_test, device=device)                     # (N, D)
 try:
     inception_weights()                                                        # local file, never a download
     fid_ok = True
@@ -302,7 +299,8 @@ for name in [*models, "real images (held out)"]:
         y_true = y_gen if name != "real images (held out)" else torch.tensor(C).repeat_interleave(len(x) // len(C))
         row["FD (judge)"] = round(frechet_distance(feats, feats_test), 2)
         row["KID"] = round(kid(feats, feats_test)[0], 3)
-        row["class acc"] = f"{float((infer(judge, x, device=device).argmax(1) == y_true).float().mean()):.0%}"
+        pred = infer(judge.head, feats, device=device).argmax(1)                  # logits from the same features
+        row["class acc"] = f"{float((pred == y_true).float().mean()):.0%}"
         row["FID"] = round(fid(x_test, x), 1) if fid_ok else None
     rows.append(row)
 
@@ -343,8 +341,9 @@ best_ddpm = "DDPM, shipped, guided" if use_shipped else "DDPM, chapter 04 run"
 x_gen = samples[best_ddpm]
 rand_test = x_test[torch.randint(len(x_test), (len(x_gen),), generator=g)]      # random test partners
 other_test = x_test[torch.randperm(len(x_test), generator=g)]                    # test vs other test images
-_, nn_idx = nearest_neighbours(x_gen, train.x.float() / 255)
-x_nn = train.x[nn_idx[:, 0]].float() / 255                                      # each sample's nearest training image
+pool = train.x.float() / 255                                                    # the training images of our classes
+d_gen, nn_idx = nearest_neighbours(x_gen, pool)                                 # distances reused in section 7
+x_nn = pool[nn_idx[:, 0]]                                                       # each sample's nearest training image
 noisy = (x_test + torch.randn(x_test.shape, generator=g) / 255).clamp(0, 1)     # +- 1 grey level of noise
 
 pairs = {"sample vs random test image": (x_gen, rand_test),
@@ -382,8 +381,7 @@ save_table(ssim_rows, "05_ssim", f"Profile `{P.name}`; samples from {best_ddpm}.
 # %%
 import matplotlib.pyplot as plt
 
-d_gen, _ = nearest_neighbours(x_gen, train.x.float() / 255)
-d_test, _ = nearest_neighbours(x_test[:len(x_gen)], train.x.float() / 255)
+d_test, _ = nearest_neighbours(x_test[:len(x_gen)], pool)
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.hist(d_test[:, 0].numpy(), bins=30, alpha=0.6, label=f"test images (n={len(d_test)})")
 ax.hist(d_gen[:, 0].numpy(), bins=30, alpha=0.6, label=f"{best_ddpm} samples (n={len(d_gen)})")

@@ -2,7 +2,6 @@
 ships safetensors with a re-checkable metric, and re-exports a finished run without training."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,19 @@ from cvae_lib.models.unet import UNet, UNetConfig
 from cvae_lib.weights import load_weights, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--width", "8", "--train-per-class", "3"]
 
 
-def test_training_script_ships_ema_weights_with_a_reproducible_check(image_folder, tmp_path, monkeypatch):
+@pytest.fixture
+def tools(image_folder, monkeypatch):
+    """The tools/ scripts, importable, reading the tiny image folder."""
     monkeypatch.setenv("CVAE_DATA_DIR", str(image_folder))
-    sys.path.insert(0, str(ROOT / "tools"))
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+
+
+def test_training_script_ships_ema_weights_with_a_reproducible_check(tools, tmp_path):
     import train_ddpm
-    args = ["--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--width", "8",
-            "--train-per-class", "3", "--out", str(tmp_path)]
+    args = [*TINY, "--out", str(tmp_path)]
     train_ddpm.main(args)
     meta = read_metadata(tmp_path / "ddpm_cpu.safetensors")["metrics"]
     assert meta["classes"] == ["airplane", "frog"] and meta["n_test"] == 6 and meta["steps"] == 1
@@ -36,12 +40,9 @@ def test_training_script_ships_ema_weights_with_a_reproducible_check(image_folde
     assert all(torch.equal(v, again[k]) for k, v in model.state_dict().items())
 
 
-def test_cvae_script_ships_weights_with_bits_per_dim(image_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv("CVAE_DATA_DIR", str(image_folder))
-    sys.path.insert(0, str(ROOT / "tools"))
+def test_cvae_script_ships_weights_with_bits_per_dim(tools, tmp_path):
     import train_cvae
-    args = ["--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--width", "8",
-            "--train-per-class", "3", "--out", str(tmp_path)]
+    args = [*TINY, "--out", str(tmp_path)]
     train_cvae.main(args)
     meta = read_metadata(tmp_path / "cvae_cpu.safetensors")["metrics"]
     assert meta["classes"] == ["airplane", "frog"] and meta["n_test"] == 6 and meta["test_bpd"] > 0
