@@ -10,6 +10,13 @@ and diffusers (UNet2DModel + DDPMScheduler/DDIMScheduler) at about the same para
 with the ratio ours/peer. Timing: warm-up steps first, then `iters` steps, with device
 synchronisation around the timed region. Peak memory: CUDA's allocator peak on GPUs; on CPUs
 the process's peak resident set size (coarser: it includes everything loaded before).
+FLOPs: one training step counted by torch.utils.flop_counter (matmuls, convolutions and
+attention, forward and backward: the usual convention, elementwise work left out), per image;
+model FLOP utilisation (MFU) = FLOPs/image x images/s / the device's peak. Peaks: the dense
+bf16 tensor-core figure of known GPUs (the peers run in fp32 unless --peer-amp, so their MFU
+is against a peak they cannot reach), and for CPUs an estimate, cores x base clock x FLOPs per
+cycle (32 with AVX2 FMA, 64 with AVX-512), stated as such; --peak-tflops overrides it. On a
+GPU the course's U-Nets are also timed under torch.compile.
 Writes benchmarks/results/<device>.json and .md. Needs the extra packages in
 benchmarks/requirements.txt; CI does not run it.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -53,8 +61,54 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def time_train(model, loss_of_batch, batch_size, device, warmup, iters, amp=True, channels_last=True) -> dict:
-    """Images per second of full training steps (forward, backward, Adam)."""
+# Dense bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets (no sparsity).
+GPU_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
+                   "L4": 121.0, "A10": 125.0, "RTX 4090": 165.0}
+
+
+def peak_tflops(device: torch.device, override: float | None = None) -> tuple[float | None, str]:
+    """(peak TFLOP/s, where the figure comes from) for MFU; None when unknown."""
+    if override:
+        return override, "given with --peak-tflops"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, tf in GPU_PEAK_TFLOPS.items():     # most specific names first
+            if key in name:
+                return tf, f"{key} dense bf16 data-sheet peak"
+        return None, f"unknown GPU {name!r}: pass --peak-tflops"
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None, "no /proc/cpuinfo: pass --peak-tflops"
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    per_cycle = 64 if "avx512f" in flags else 32 if ("avx2" in flags and "fma" in flags) else 8
+    mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.lower().startswith("bogomips")]
+    if not mhz:
+        return None, "clock unknown: pass --peak-tflops"
+    ghz = mhz[0] / 2 / 1000                         # BogoMIPS is about twice the base clock on x86
+    cores = torch.get_num_threads()
+    return cores * ghz * per_cycle / 1000, (f"estimate: {cores} cores x {ghz:.2f} GHz x {per_cycle} fp32 "
+                                            f"FLOPs/cycle")
+
+
+def train_flops_per_image(model, loss_of_batch, x, y) -> float | None:
+    """FLOPs of one forward+backward pass per image (torch.utils.flop_counter), or None."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with FlopCounterMode(display=False) as counter:
+            loss = loss_of_batch(model, x, y)
+            (loss[0] if isinstance(loss, tuple) else loss).backward()
+    except Exception:       # an op the counter cannot trace: report no MFU rather than a wrong one
+        return None
+    finally:
+        model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(x)
+
+
+def time_train(model, loss_of_batch, batch_size, device, warmup, iters, amp=True, channels_last=True,
+               compile=False) -> dict:
+    """Images per second of full training steps (forward, backward, Adam), and FLOPs per image."""
     model.to(device).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -63,13 +117,15 @@ def time_train(model, loss_of_batch, batch_size, device, warmup, iters, amp=True
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,), device=device)
+    flops = train_flops_per_image(model, loss_of_batch, x, y)
+    step_model = torch.compile(model) if compile else model
     reset_memory(device)
     for i in range(warmup + iters):
         if i == warmup:
             sync(device)
             t0 = time.perf_counter()
         with autocast(device, "auto" if amp else "off"):
-            loss = loss_of_batch(model, x, y)
+            loss = loss_of_batch(step_model, x, y)
         if isinstance(loss, tuple):          # (loss, logged terms), as the course's losses return
             loss = loss[0]
         opt.zero_grad(set_to_none=True)
@@ -78,7 +134,7 @@ def time_train(model, loss_of_batch, batch_size, device, warmup, iters, amp=True
     sync(device)
     seconds = time.perf_counter() - t0
     return {"images_per_s": batch_size * iters / seconds, "batch": batch_size, "params_M": n_params(model) / 1e6,
-            "peak_mem_MB": peak_memory_mb(device)}
+            "peak_mem_MB": peak_memory_mb(device), "gflops_per_image": flops / 1e9 if flops else None}
 
 
 @torch.no_grad()
@@ -170,6 +226,13 @@ def run(args) -> dict:
         model, loss, _ = ours_unet(cfg)
         record(R, f"ours U-Net {label}", lambda: time_train(model, loss, b, device, warm, iters))
         ours_p = n_params(model)
+        if gpu and not args.no_compile:   # TrainConfig(compile=True): what a long GPU run should use
+            model_c, loss_c, _ = ours_unet(cfg)
+            record(R, f"ours U-Net {label}, compiled",
+                   lambda: time_train(model_c, loss_c, b, device, warm + 3, iters, compile=True))
+            if "images_per_s" in R[f"ours U-Net {label}, compiled"] and "images_per_s" in R[f"ours U-Net {label}"]:
+                R[f"ours U-Net {label}, compiled"]["over_eager"] = (
+                    R[f"ours U-Net {label}, compiled"]["images_per_s"] / R[f"ours U-Net {label}"]["images_per_s"])
         dim, mults = (cfg.ch, cfg.ch_mult)
         unet, wrapper = peer_lucidrains(dim, mults)
         record(R, f"denoising-diffusion-pytorch {label}",
@@ -183,6 +246,12 @@ def run(args) -> dict:
             if "images_per_s" in R.get(k, {}) and "images_per_s" in R.get(f"ours U-Net {label}", {}):
                 R[k]["ours_over_peer"] = R[f"ours U-Net {label}"]["images_per_s"] / R[k]["images_per_s"]
                 R[k]["ours_params_M"] = ours_p / 1e6
+
+    peak, source = peak_tflops(device, args.peak_tflops)
+    results["machine"].update(peak_tflops=peak, peak_source=source)
+    for r in R.values():
+        if peak and r.get("gflops_per_image"):
+            r["mfu"] = r["gflops_per_image"] * r["images_per_s"] / (peak * 1e3)
 
     print("sampling throughput (small U-Nets, untrained: speed only) ...")
     S = results["sample"]
@@ -225,14 +294,21 @@ def _lucidrains_ddim(wrapper, n):
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Machine: {m['device']}" + (f" ({m['gpu']})" if "gpu" in m else f" ({m['processor']}, {m['cpu_threads']} threads)")
-             + f", torch {m['torch']}, autocast {m['autocast']}.", "",
-             "| training | params (M) | batch | images/s | ours/peer | peak memory (MB) |", "|---|---|---|---|---|---|"]
+             + f", torch {m['torch']}, autocast {m['autocast']}.",
+             f"MFU against a peak of {m['peak_tflops']:.3g} TFLOP/s ({m['peak_source']})." if m.get("peak_tflops")
+             else f"No MFU: {m.get('peak_source', 'peak unknown')}.", "",
+             "| training | params (M) | batch | images/s | ours/peer | GFLOP/image | MFU | peak memory (MB) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in results["train"].items():
         if "error" in r:
-            lines.append(f"| {name} | | | not run: {r['error'][:80]} | | |")
+            lines.append(f"| {name} | | | not run: {r['error'][:80]} | | | | |")
             continue
-        ratio = f"{r['ours_over_peer']:.2f}x" if "ours_over_peer" in r else ""
-        lines.append(f"| {name} | {r['params_M']:.1f} | {r['batch']} | {r['images_per_s']:.1f} | {ratio} | {r['peak_mem_MB']:.0f} |")
+        ratio = (f"{r['ours_over_peer']:.2f}x" if "ours_over_peer" in r
+                 else f"{r['over_eager']:.2f}x eager" if "over_eager" in r else "")
+        gf = f"{r['gflops_per_image']:.2f}" if r.get("gflops_per_image") else ""
+        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else ""
+        lines.append(f"| {name} | {r['params_M']:.1f} | {r['batch']} | {r['images_per_s']:.1f} | {ratio} | {gf} | "
+                     f"{mfu} | {r['peak_mem_MB']:.0f} |")
     lines += ["", "| sampling | images | images/s | ours/peer |", "|---|---|---|---|"]
     for name, r in results["sample"].items():
         if "error" in r:
@@ -247,6 +323,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None, help="cuda / cpu (default: best available)")
     parser.add_argument("--quick", action="store_true", help="a few iterations only")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows on a GPU")
     parser.add_argument("--peer-amp", action="store_true",
                         help="give the peers the same bf16 autocast as ours (default: their fp32 defaults)")
     args = parser.parse_args()

@@ -280,13 +280,17 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: ImageSet, batch_size: int 
 
 def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig = TrainConfig(), *,
         val: ImageSet | None = None, checkpoint: str | os.PathLike | None = None,
-        ema: EMA | None = None, device: torch.device | str | None = None) -> History:
+        ema: EMA | None = None, device: torch.device | str | None = None,
+        on_epoch: Callable[[History], bool | None] | None = None) -> History:
     """Train `model` on `data` for `cfg.epochs` epochs; return the per-epoch History.
 
     val: a validation set, evaluated after every epoch (needed for `cfg.early_stopping`, which
     restores the best weights when it stops). checkpoint: a file written after every epoch; if
     it exists, training resumes from it (a finished run returns at once). ema: an EMA of the
-    weights, updated after each step and saved with the checkpoint.
+    weights, updated after each step and saved with the checkpoint. on_epoch: called with the
+    History after each epoch is checkpointed (outside the timed `seconds`); returning True stops
+    training there, and calling `fit` again with the checkpoint resumes (benchmarks use this to
+    measure quality against wall-clock time).
     """
     device = torch.device(device) if device is not None else pick_device()
     model.to(device)
@@ -400,6 +404,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig = Tr
         if history.stopped_early:
             epochs.write(f"early stopping after epoch {epoch + 1}: validation loss has not improved "
                          f"for {cfg.early_stopping} epochs; restored the weights of epoch {history.best_epoch}")
+            break
+        if on_epoch is not None and on_epoch(history):
             break
     epochs.close()
     model.eval()

@@ -1,4 +1,4 @@
-"""tools/train_ddpm.py and tools/train_cvae.py end to end on a tiny image folder: each trains,
+"""tools/train_ddpm.py, train_cvae.py and train_vae.py end to end on a tiny image folder: each trains,
 ships safetensors with a re-checkable metric, and re-exports a finished run without training."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.models.cvae import CVAE, CVAEConfig
 from cvae_lib.models.unet import UNet, UNetConfig
+from cvae_lib.models.vae import VAE, VAEConfig
 from cvae_lib.weights import load_weights, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +52,14 @@ def test_cvae_script_ships_weights_with_bits_per_dim(tools, tmp_path):
     train_cvae.main(args)                 # finished run: loads it and exports it again
     again = read_metadata(tmp_path / "cvae_cpu.safetensors")["metrics"]
     assert again["steps"] == meta["steps"] and again["check"]["bpd"] == pytest.approx(meta["check"]["bpd"], rel=1e-5)
+
+
+def test_vae_script_ships_chapter02_vae_on_all_classes(tools, tmp_path):
+    import train_vae
+    train_vae.main([*TINY, "--out", str(tmp_path)])
+    meta = read_metadata(tmp_path / "vae_cpu.safetensors")["metrics"]
+    assert meta["classes"] is None and meta["n_test"] == 30 and meta["test_bpd"] > 0
+    assert meta["check"]["bpd"] > 0 and meta["steps"] == 1
+    model = load_weights(tmp_path / "vae_cpu.safetensors", VAE, VAEConfig)
+    assert model.cfg.latent_dim == 64 and model.cfg.likelihood == "logistic" and model.cfg.residual
+    assert model.sample(3).shape == (3, 3, 32, 32)

@@ -98,6 +98,26 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
     assert same_weights(ema_ref.model.state_dict(), ema2.model.state_dict()) and ema_ref.updates == ema2.updates == 9
 
 
+def test_on_epoch_sees_each_epoch_and_can_stop_a_run_that_resumes_exactly(tmp_path):
+    data, cfg = toy_set(), tcfg(epochs=3)
+    torch.manual_seed(0)
+    reference = Autoencoder(CFG)
+    fit(reference, ae_loss, data, cfg, device="cpu")
+
+    seen = []
+    def stop_after_first(history):
+        seen.append([r["epoch"] for r in history.rows])
+        return len(history) == 1
+    torch.manual_seed(0)
+    model = Autoencoder(CFG)
+    h = fit(model, ae_loss, data, cfg, checkpoint=tmp_path / "run.pt", device="cpu", on_epoch=stop_after_first)
+    assert seen == [[1]] and len(h) == 1 and not model.training
+    assert load_checkpoint(tmp_path / "run.pt")["epoch"] == 1 and not load_checkpoint(tmp_path / "run.pt")["done"]
+    h = fit(model, ae_loss, data, cfg, checkpoint=tmp_path / "run.pt", device="cpu", on_epoch=seen.append)
+    assert len(h) == 3 and len(seen) == 3       # None from the callback: keep going
+    assert same_weights(weights(reference), model.state_dict())
+
+
 def test_checkpoint_from_other_config_is_refused(tmp_path):
     fit(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=1), checkpoint=tmp_path / "m.pt", device="cpu")
     other = Autoencoder(AEConfig(latent_dim=16, width=8))

@@ -1,0 +1,220 @@
+"""Time to quality: how good a model gets in how many minutes of training, on this machine.
+
+    python benchmarks/time_to_quality.py vae --minutes 15     # improved VAE: test bits/dim vs minutes
+    python benchmarks/time_to_quality.py ddpm --minutes 20    # DDPM: judge FD and held-out MSE vs minutes
+    python benchmarks/time_to_quality.py vae --minutes 0.2 --quick --out /tmp/ttq   # smoke run
+
+Throughput (bench.py) says how fast a step is; this says what the steps buy. One run of the
+course's training loop (`fit`, with the profile's speed settings: bf16 and torch.compile on a
+GPU) is stopped every `--eval-steps` steps; the model is then scored on the test split, outside
+the timed region, and the run continues. Minutes are training minutes as `fit` times them (the
+first interval includes compilation); scoring time is reported apart.
+
+- vae: chapter 03's "improved for bits/dim" model (residual blocks, 8x8 spatial latent, mixture
+  of logistics, an encoder that sees the label), constant learning rate after a warm-up. Score:
+  test bits/dim (an upper bound on -log2 p(x|y), the ELBO). The issue's GPU target: at most
+  4.0 bits/dim within 15 minutes.
+- ddpm: chapter 04's U-Net and schedule at the profile's width and classes. Scores: the held-out
+  noise-prediction MSE (cheap, on test images) and the Frechet distance between the judge's
+  features (checkpoints/classifier.safetensors, no download) of `--n-eval` DDIM-50 samples
+  (eta 1, EMA weights, equal numbers per class, seed 0) and of the test images. FD at a fixed n
+  is biased upwards (chapter 05 shows by how much), so compare points of one curve, not
+  numbers measured with another n.
+
+Interrupted? Run the same command again: training resumes from its checkpoint and the points
+already measured are kept (`--fresh` starts over). Writes <out>/ttq-<model>-<device>.json, .md
+and .png; nothing here is tuned on the test split, which is only scored.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from train_ddpm import chapter04_unet  # noqa: E402  (the U-Net chapter 04 builds)
+
+from cvae_lib.data import cache_dir, load_cifar10  # noqa: E402
+from cvae_lib.diffusion import Diffusion, DiffusionConfig  # noqa: E402
+from cvae_lib.metrics import frechet_distance  # noqa: E402
+from cvae_lib.models.classifier import Classifier, ClassifierConfig  # noqa: E402
+from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss  # noqa: E402
+from cvae_lib.models.unet import UNet  # noqa: E402
+from cvae_lib.profiles import get_profile  # noqa: E402
+from cvae_lib.runtime import describe, pick_device, seed_everything  # noqa: E402
+from cvae_lib.train import EMA, TrainConfig, evaluate, fit, infer  # noqa: E402
+from cvae_lib.weights import load_weights, shipped  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def improved_vae(width: int, kl_warmup_steps: int) -> CVAEConfig:
+    """Chapter 03's CVAE "improved for bits/dim"."""
+    return CVAEConfig(width=width, residual=True, spatial=True, n_stages=2, latent_dim=8,
+                      likelihood="logistic_mixture", n_mix=5, condition_encoder=True,
+                      kl_warmup_steps=kl_warmup_steps)
+
+
+def setup(args, device):
+    """(model, loss_fn, train set, TrainConfig, ema, score) for args.model; score() -> dict."""
+    P = get_profile(args.profile)
+    gpu = device.type == "cuda"
+    if args.model == "vae":
+        classes = None
+        train = load_cifar10("train").subset(classes)
+        test = load_cifar10("test").subset(classes, n_per_class=args.test_per_class, seed=0)
+        batch = args.batch_size or (128 if gpu else 32)
+        model = CVAE(improved_vae(P.cvae.width, kl_warmup_steps=1000))
+        cfg = TrainConfig(epochs=10**6, batch_size=batch, lr=2e-3, warmup_steps=100, hflip=True,
+                          grad_clip=100.0, max_steps=args.eval_steps, compile="auto", progress=False)
+
+        def score():
+            return {"test_bpd": evaluate(model, cvae_loss, test, batch_size=500)["bpd"], "n_test": len(test)}
+        return model, cvae_loss, train, cfg, None, score, {"model_config": asdict(model.cfg)}
+
+    classes = list(P.diffusion.classes) if P.diffusion.classes else None
+    train = load_cifar10("train").subset(classes)
+    test = load_cifar10("test").subset(classes, n_per_class=args.test_per_class, seed=0)
+    diffusion = Diffusion(DiffusionConfig(T=P.diffusion.T, schedule="linear", null_label=10, p_uncond=0.1)).to(device)
+    model = UNet(chapter04_unet(P.ddpm.width))
+    ema = EMA(model, decay=args.ema_decay)
+    batch = args.batch_size or P.ddpm.batch_size
+    cfg = TrainConfig(epochs=10**6, batch_size=batch, lr=2e-3, warmup_steps=100, grad_clip=1.0, hflip=True,
+                      max_steps=args.eval_steps, compile="auto", progress=False)
+    judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
+    feats_test = infer(judge.features, test.images(), device=device)
+    ids = torch.unique(test.y.cpu())                                    # canonical CIFAR-10 ids
+    y_gen = ids.repeat_interleave(math.ceil(args.n_eval / len(ids)))[: args.n_eval]
+
+    def score():
+        net = ema.model.eval()
+        g = torch.Generator(device).manual_seed(0)
+        x = torch.cat([diffusion.ddim_sample(net, len(yb), yb.to(device), steps=50, eta=1.0, generator=g,
+                                             progress=False).float().cpu()
+                       for yb in y_gen.split(500)]).clamp(0, 1)
+        fd = frechet_distance(infer(judge.features, x, device=device), feats_test)
+        mse = diffusion.heldout_loss(net, test.images(), test.y, seed=0)
+        return {"fd_judge": fd, "n_samples": len(x), "heldout_mse": mse, "n_test": len(test)}
+    return model, diffusion.train_loss, train, cfg, ema, score, {
+        "model_config": asdict(model.cfg), "diffusion": asdict(diffusion.cfg), "classes": classes,
+        "ema_decay": args.ema_decay}
+
+
+def run(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    seed_everything(0)
+    model, loss_fn, train, cfg, ema, score, facts = setup(args, device)
+    name = f"ttq-{args.model}-{device.type}" + ("-quick" if args.quick else "")
+    ckpt = Path(args.run_dir or cache_dir() / "ttq") / f"{name}.pt"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result_path = out / f"{name}.json"
+    setting = {"model": args.model, "profile": get_profile(args.profile).name, "train_config": asdict(cfg), **facts}
+    result = {"machine": describe(device), "setting": setting, "points": []}
+    if args.fresh:
+        ckpt.unlink(missing_ok=True)
+    elif result_path.exists() and ckpt.exists():
+        old = json.loads(result_path.read_text())
+        if old.get("setting") == json.loads(json.dumps(setting)):
+            result["points"] = old["points"]           # resume: keep what was measured
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.model}: {n_params / 1e6:.2f}M parameters, {len(train)} training images, batch "
+          f"{cfg.batch_size}, scored every {cfg.max_steps} steps, budget {args.minutes} training minutes, "
+          f"on {device}; checkpoint {ckpt}")
+
+    def on_epoch(history) -> bool:
+        t0 = time.perf_counter()
+        scores = score()
+        model.train()
+        point = {"steps": len(history) * cfg.max_steps, "train_minutes": history.seconds / 60,
+                 "score_seconds": time.perf_counter() - t0, **scores}
+        result["points"].append(point)
+        result_path.write_text(json.dumps(result, indent=2))
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in point.items())
+        print(f"  {shown}", flush=True)
+        return history.seconds >= args.minutes * 60
+
+    t0 = time.perf_counter()
+    fit(model, loss_fn, train, cfg, checkpoint=ckpt, ema=ema, device=device, on_epoch=on_epoch)
+    result["wall_minutes_this_call"] = (time.perf_counter() - t0) / 60
+    result_path.write_text(json.dumps(result, indent=2))
+    (out / f"{name}.md").write_text(markdown(result))
+    plot(result, out / f"{name}.png")
+    print(markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    m, s, pts = result["machine"], result["setting"], result["points"]
+    where = m.get("gpu") or f"{m['device']}, {m['cpu_threads']} threads"
+    head = (f"Time to quality, {s['model']} ({s['profile']} profile sizes), on {where}, torch {m['torch']}, "
+            f"autocast {m['autocast']}, batch {s['train_config']['batch_size']}.\n\n")
+    if s["model"] == "vae":
+        n = pts[-1]["n_test"] if pts else 0
+        rows = ["| steps | training minutes | test bits/dim |", "|---|---|---|"]
+        rows += [f"| {p['steps']} | {p['train_minutes']:.2f} | {p['test_bpd']:.3f} |" for p in pts]
+        return head + "\n".join(rows) + f"\n\nBits/dim on {n} test images (ELBO bound).\n"
+    n, nt = (pts[-1]["n_samples"], pts[-1]["n_test"]) if pts else (0, 0)
+    rows = ["| steps | training minutes | FD (judge) | held-out MSE |", "|---|---|---|---|"]
+    rows += [f"| {p['steps']} | {p['train_minutes']:.2f} | {p['fd_judge']:.1f} | {p['heldout_mse']:.4f} |" for p in pts]
+    return head + "\n".join(rows) + (f"\n\nFD between {n} DDIM-50 samples (eta 1, EMA weights) and {nt} test "
+                                     f"images in the judge's feature space; held-out MSE on the same test images.\n")
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = result["points"]
+    key, label = ("test_bpd", "test bits/dim") if result["setting"]["model"] == "vae" else ("fd_judge", "FD (judge)")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([p["train_minutes"] for p in pts], [p[key] for p in pts], marker="o")
+    ax.set_xlabel("training minutes"), ax.set_ylabel(label), ax.grid(alpha=0.3)
+    m = result["machine"]
+    ax.set_title(f"{result['setting']['model']} on {m.get('gpu') or m['device']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", choices=["vae", "ddpm"])
+    p.add_argument("--minutes", type=float, default=15.0, help="training-time budget (default 15)")
+    p.add_argument("--eval-steps", type=int, default=None,
+                   help="steps between scores (default: 390 on a GPU, 400 on a CPU; 2 with --quick)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 128 on a GPU / 32 (vae), the profile's (ddpm)")
+    p.add_argument("--test-per-class", type=int, default=None, help="test images per class (default: all 1,000)")
+    p.add_argument("--n-eval", type=int, default=None, help="ddpm: samples per FD (default: the profile's n_eval)")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--profile", default=None, help="sizes from this profile (default: gpu on CUDA, else cpu)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="smoke profile sizes, tiny test subset, 2-step intervals")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    p.add_argument("--run-dir", default=None, help="where the resumable checkpoint lives")
+    p.add_argument("--out", default=str(OUT))
+    args = p.parse_args(argv)
+    gpu = pick_device(args.device).type == "cuda"
+    if args.quick:
+        args.profile = args.profile or "smoke"
+        args.eval_steps = args.eval_steps or 2
+        args.test_per_class = args.test_per_class or 5
+        args.batch_size = args.batch_size or 16
+    args.eval_steps = args.eval_steps or (390 if gpu else 400)
+    args.n_eval = args.n_eval or get_profile(args.profile).n_eval
+    return run(args)
+
+
+if __name__ == "__main__":
+    main()
