@@ -14,15 +14,17 @@ from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.models.unet import UNet, UNetConfig
+from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
 from cvae_lib.train import evaluate, infer
 from cvae_lib.weights import CHECKPOINTS, SUMS, load_weights, read_metadata, sha256, shipped
 
-MODELS = {"Classifier": (Classifier, ClassifierConfig), "UNet": (UNet, UNetConfig), "CVAE": (CVAE, CVAEConfig)}
+MODELS = {"Classifier": (Classifier, ClassifierConfig), "UNet": (UNet, UNetConfig), "CVAE": (CVAE, CVAEConfig),
+          "VAE": (VAE, VAEConfig)}
 FILES = sorted(CHECKPOINTS.glob("*.safetensors"))
 
 
-def test_the_course_ships_the_judge_a_ddpm_and_a_cvae():
-    assert all(shipped(name).exists() for name in ("classifier", "ddpm_cpu", "cvae_cpu"))
+def test_the_course_ships_the_judge_a_ddpm_a_cvae_and_a_vae():
+    assert all(shipped(name).exists() for name in ("classifier", "ddpm_cpu", "cvae_cpu", "vae_cpu"))
 
 
 def test_shipped_files_are_listed_with_checksums_and_small():
@@ -72,3 +74,14 @@ def test_cvae_reproduces_its_recorded_bits_per_dim():
     bpd = evaluate(model, cvae_loss, test)["bpd"]
     assert bpd == pytest.approx(check["bpd"], rel=1e-3)
     assert bpd < 8.0      # better than a uniform model over the 256 levels (8 bits/dim)
+
+
+def test_vae_reproduces_its_recorded_bits_per_dim():
+    meta = read_metadata(shipped("vae_cpu"))["metrics"]
+    check = meta["check"]
+    assert meta["classes"] is None and meta["n_test"] == 10_000     # all ten classes
+    test = load_cifar10("test").subset(None, n_per_class=check["n_per_class"], seed=check["seed"])
+    model = load_weights(shipped("vae_cpu"), VAE, VAEConfig)
+    bpd = evaluate(model, vae_loss, test)["bpd"]
+    assert bpd == pytest.approx(check["bpd"], rel=1e-3)
+    assert bpd < 6.0      # chapter 02's 300-step run reaches about 7 on the cpu profile
