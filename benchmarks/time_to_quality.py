@@ -181,7 +181,9 @@ def plot(result: dict, path: Path) -> None:
     ax.plot([p["train_minutes"] for p in pts], [p[key] for p in pts], marker="o")
     ax.set_xlabel("training minutes"), ax.set_ylabel(label), ax.grid(alpha=0.3)
     m = result["machine"]
-    ax.set_title(f"{result['setting']['model']} on {m.get('gpu') or m['device']}", fontsize=10)
+    where = m.get("gpu") or f"{m['device']}, {m['cpu_threads']} threads"
+    what = "improved VAE" if result["setting"]["model"] == "vae" else "DDPM"
+    ax.set_title(f"{what}: {label} against training time ({where})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
