@@ -84,4 +84,4 @@ def test_vae_reproduces_its_recorded_bits_per_dim():
     model = load_weights(shipped("vae_cpu"), VAE, VAEConfig)
     bpd = evaluate(model, vae_loss, test)["bpd"]
     assert bpd == pytest.approx(check["bpd"], rel=1e-3)
-    assert bpd < 6.0      # chapter 02's 300-step run reaches about 7 on the cpu profile
+    assert bpd < 6.5      # clearly better than chapter 02's own 300-step run (6.97 in the cpu profile)
