@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import time
@@ -230,9 +229,9 @@ def run(args) -> dict:
             model_c, loss_c, _ = ours_unet(cfg)
             record(R, f"ours U-Net {label}, compiled",
                    lambda: time_train(model_c, loss_c, b, device, warm + 3, iters, compile=True))
-            if "images_per_s" in R[f"ours U-Net {label}, compiled"] and "images_per_s" in R[f"ours U-Net {label}"]:
-                R[f"ours U-Net {label}, compiled"]["over_eager"] = (
-                    R[f"ours U-Net {label}, compiled"]["images_per_s"] / R[f"ours U-Net {label}"]["images_per_s"])
+            compiled, eager = R[f"ours U-Net {label}, compiled"], R[f"ours U-Net {label}"]
+            if "images_per_s" in compiled and "images_per_s" in eager:
+                compiled["over_eager"] = compiled["images_per_s"] / eager["images_per_s"]
         dim, mults = (cfg.ch, cfg.ch_mult)
         unet, wrapper = peer_lucidrains(dim, mults)
         record(R, f"denoising-diffusion-pytorch {label}",

@@ -62,17 +62,19 @@ def improved_vae(width: int, kl_warmup_steps: int) -> CVAEConfig:
 
 
 def setup(args, device):
-    """(model, loss_fn, train set, TrainConfig, ema, score) for args.model; score() -> dict."""
+    """(model, loss_fn, train set, TrainConfig, ema or None, score, facts) for args.model.
+
+    score() -> the test-split scores of the model as it is now; facts: what the run's results
+    file records about the setting (a resumed run must have the same)."""
     P = get_profile(args.profile)
     gpu = device.type == "cuda"
     if args.model == "vae":
-        classes = None
-        train = load_cifar10("train").subset(classes)
-        test = load_cifar10("test").subset(classes, n_per_class=args.test_per_class, seed=0)
+        train = load_cifar10("train").subset()       # class-sorted, as the measured runs had it
+        test = load_cifar10("test").subset(None, n_per_class=args.test_per_class, seed=0)
         batch = args.batch_size or (128 if gpu else 32)
         model = CVAE(improved_vae(P.cvae.width, kl_warmup_steps=1000))
         cfg = TrainConfig(epochs=10**6, batch_size=batch, lr=2e-3, warmup_steps=100, hflip=True,
-                          grad_clip=100.0, max_steps=args.eval_steps, compile="auto", progress=False)
+                          grad_clip=100.0, max_steps=args.eval_steps, compile=args.compile, progress=False)
 
         def score():
             return {"test_bpd": evaluate(model, cvae_loss, test, batch_size=500)["bpd"], "n_test": len(test)}
@@ -86,7 +88,7 @@ def setup(args, device):
     ema = EMA(model, decay=args.ema_decay)
     batch = args.batch_size or P.ddpm.batch_size
     cfg = TrainConfig(epochs=10**6, batch_size=batch, lr=2e-3, warmup_steps=100, grad_clip=1.0, hflip=True,
-                      max_steps=args.eval_steps, compile="auto", progress=False)
+                      max_steps=args.eval_steps, compile=args.compile, progress=False)
     judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
     feats_test = infer(judge.features, test.images(), device=device)
     ids = torch.unique(test.y.cpu())                                    # canonical CIFAR-10 ids
@@ -203,10 +205,13 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="smoke profile sizes, tiny test subset, 2-step intervals")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="train eagerly (default: torch.compile on CUDA, eager on CPU)")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--run-dir", default=None, help="where the resumable checkpoint lives")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
+    args.compile = "auto" if args.compile else False
     gpu = pick_device(args.device).type == "cuda"
     if args.quick:
         args.profile = args.profile or "smoke"
