@@ -1,6 +1,6 @@
 """What the scripts that train the shipped weights share: arguments, start-up, data, export.
 
-Each script (train_classifier.py, train_ddpm.py, train_cvae.py) trains through `load_or_train`,
+Each script (train_classifier.py, train_ddpm.py, train_cvae.py, train_vae.py) trains through `load_or_train`,
 so an interrupted run resumes and a finished run is only exported again, and records in the
 file's metadata a metric on a fixed test subset (`check`) that tests/test_shipped.py repeats.
 """
@@ -14,7 +14,7 @@ import torch
 
 from cvae_lib.data import CLASSES, ImageSet, load_cifar10
 from cvae_lib.runtime import pick_device, seed_everything
-from cvae_lib.train import History
+from cvae_lib.train import History, evaluate
 from cvae_lib.weights import export_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,5 +73,16 @@ def ship(model: torch.nn.Module, args, history: History, metrics: dict, summary:
     print(f"{summary} after {len(history)} epochs ({history.seconds / 60:.1f} min); wrote {path}")
 
 
+def ship_bpd(model: torch.nn.Module, loss_fn, args, history: History, train: ImageSet, test: ImageSet,
+             classes: list[str] | None) -> None:
+    """Export a VAE-type model with its test bits/dim, and the bits/dim on the check subset."""
+    model.eval()
+    metrics = {"test_bpd": round(evaluate(model, loss_fn, test)["bpd"], 4), "n_test": len(test),
+               "classes": classes, "steps": len(history) * steps_per_epoch(train, args),
+               "check": {"n_per_class": CHECK_PER_CLASS, "seed": 0,
+                         "bpd": evaluate(model, loss_fn, check_subset(classes))["bpd"]}}
+    ship(model, args, history, metrics, f"test bits/dim {metrics['test_bpd']:.4f} on {len(test)} test images")
+
+
 __all__ = ["CLASSES", "CHECK_PER_CLASS", "ROOT", "parser", "start", "class_splits", "check_subset",
-           "steps_per_epoch", "ship"]
+           "steps_per_epoch", "ship", "ship_bpd"]

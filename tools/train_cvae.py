@@ -12,11 +12,11 @@ on a subset.
 """
 from __future__ import annotations
 
-from shipping import CHECK_PER_CLASS, check_subset, class_splits, parser, ship, start, steps_per_epoch
+from shipping import class_splits, parser, ship_bpd, start, steps_per_epoch
 
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.profiles import get_profile
-from cvae_lib.train import TrainConfig, evaluate, load_or_train
+from cvae_lib.train import TrainConfig, load_or_train
 
 
 def main(argv=None) -> None:
@@ -33,12 +33,7 @@ def main(argv=None) -> None:
                       schedule="cosine", hflip=True, grad_clip=100.0, max_steps=args.max_steps)
     # trains, resumes an interrupted run, or (run finished) just loads it and exports it again
     history = load_or_train(model, cvae_loss, train, cfg, args.out / f"{args.name}-run.pt", val=val, device=device)
-    model.eval()
-    check = check_subset(args.classes)
-    metrics = {"test_bpd": round(evaluate(model, cvae_loss, test)["bpd"], 4), "n_test": len(test),
-               "classes": args.classes, "steps": len(history) * steps_per_epoch(train, args),
-               "check": {"n_per_class": CHECK_PER_CLASS, "seed": 0, "bpd": evaluate(model, cvae_loss, check)["bpd"]}}
-    ship(model, args, history, metrics, f"test bits/dim {metrics['test_bpd']:.4f} on {len(test)} test images")
+    ship_bpd(model, cvae_loss, args, history, train, test, args.classes)
 
 
 if __name__ == "__main__":
