@@ -1,8 +1,9 @@
 """What the scripts that train the shipped weights share: arguments, start-up, data, export.
 
-Each script (train_classifier.py, train_ddpm.py, train_cvae.py, train_vae.py) trains through `load_or_train`,
-so an interrupted run resumes and a finished run is only exported again, and records in the
-file's metadata a metric on a fixed test subset (`check`) that tests/test_shipped.py repeats.
+Each script (train_classifier.py, train_ddpm.py, train_cvae.py, train_vae.py) trains through
+`load_or_train`, so an interrupted run resumes and a finished run is only exported again, and
+records in the file's metadata a metric on a fixed test subset (`check`) that
+tests/test_shipped.py repeats.
 """
 from __future__ import annotations
 
