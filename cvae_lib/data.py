@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CLASSES", "DataError", "ImageSet", "load_cifar10", "random_translate", "cache_dir", "find_root",
+__all__ = ["CLASSES", "DataError", "ImageSet", "TensorSet", "load_cifar10", "random_translate", "cache_dir", "find_root",
            "to_float"]
 
 CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
@@ -137,15 +137,8 @@ class ImageSet:
         random offset of up to that many pixels in x and y, filling the border by reflection
         (both augmentations run on the device).
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        n = len(self)
-        order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-        order = order.to(self.x.device)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = order[start:start + batch_size]
+        g, chunks = _batch_order(len(self), batch_size, shuffle, seed, epoch, drop_last, self.x.device)
+        for idx in chunks:
             x = to_float(self.x[idx])  # (B, 3, H, W) in [0, 1]
             if hflip:
                 flip = (torch.rand(len(idx), generator=g) < 0.5).to(x.device)
@@ -164,6 +157,66 @@ class ImageSet:
         except ValueError:
             raise DataError(f"unknown class {c!r}; CIFAR-10 classes are: "
                             f"{', '.join(self.classes)}") from None
+
+
+def _batch_order(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool,
+                 device: torch.device) -> tuple[torch.Generator, list[torch.Tensor]]:
+    """The index chunks of one epoch, a seeded permutation of (seed, epoch), and the generator
+    that made it (augmentations draw from it next, so a resumed run repeats them exactly)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+    order = order.to(device)
+    stop = n - n % batch_size if drop_last else n
+    return g, [order[start:start + batch_size] for start in range(0, stop, batch_size)]
+
+
+@dataclass
+class TensorSet:
+    """A labelled set of float tensors that `fit` can train on like an ImageSet, e.g. the latent
+    grids of a first stage (chapter 06): x (N, C, H, W) float, y (N,) int64 class ids.
+
+    Batches are the same seeded permutation per (seed, epoch) as ImageSet's. Image augmentations
+    (flips, shifts) are refused: flipping a latent grid is not the latent of the flipped image,
+    so augment the images before encoding them instead.
+    """
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: tuple[str, ...] = CLASSES
+
+    def __post_init__(self):
+        if not self.x.is_floating_point() or self.x.dim() != 4:
+            raise ValueError(f"TensorSet.x must be a float (N, C, H, W) tensor, got {tuple(self.x.shape)} "
+                             f"{self.x.dtype}")
+        if len(self.x) != len(self.y):
+            raise ValueError(f"{len(self.x)} tensors but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device: torch.device | str) -> "TensorSet":
+        return TensorSet(self.x.to(device), self.y.to(device), self.classes)
+
+    def take(self, idx: torch.Tensor) -> "TensorSet":
+        idx = idx.to(self.x.device)
+        return TensorSet(self.x[idx], self.y[idx], self.classes)
+
+    def batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+                hflip: bool = False, translate: int = 0,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x, y) batches on the set's device: x (B, C, H, W) as stored, y (B,)."""
+        if hflip or translate:
+            raise ValueError("a TensorSet holds latents, not images: flips and shifts of a latent grid "
+                             "are not the latents of flipped or shifted images. Set hflip=False and "
+                             "translate=0, and augment the images before encoding them.")
+        _, chunks = _batch_order(len(self), batch_size, shuffle, seed, epoch, drop_last, self.x.device)
+        for idx in chunks:
+            yield self.x[idx], self.y[idx]
 
 
 def random_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:

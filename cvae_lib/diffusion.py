@@ -9,11 +9,18 @@ The noise schedule is an object apart from the network, as in diffusers:
     x = diffusion.ddpm_sample(model, 16, y)             # Algorithm 2, T steps; images in [0, 1]
     x = diffusion.ddim_sample(model, 16, y, steps=50)   # DDIM, Song et al. Eq. 12
 
-Conventions: images inside the process `x0, xt` are in [-1, 1]; `t` is an int64 tensor (B,) of
-timesteps in 0..T-1 (paper's t = 1..T shifted by one); `y` is (B,) int64 class ids, where
-`null_label` means "no class" (the learned null class of classifier-free guidance). The
-samplers return images in [0, 1], like every other image in the course. The schedule is
-computed in float64 and stored as float32 buffers, so `diffusion.to(device)` moves it.
+Conventions: `t` is an int64 tensor (B,) of timesteps in 0..T-1 (paper's t = 1..T shifted by
+one); `y` is (B,) int64 class ids, where `null_label` means "no class" (the learned null class of
+classifier-free guidance). What x0 is depends on `cfg.data`:
+
+- "image" (default): images, [0, 1] outside the process like every image in the course and
+  [-1, 1] inside it (`x0, xt`); `train_loss` maps its inputs there, the samplers map back to
+  [0, 1], and the predicted x0 is clipped to [-1, 1] while sampling (`clip_x0`);
+- "latent": latent grids of a first stage (chapter 06), any range, ideally unit variance; they
+  enter and leave the process unchanged, and nothing is clipped (a latent has no bounds).
+
+The schedule is computed in float64 and stored as float32 buffers, so `diffusion.to(device)`
+moves it.
 """
 from __future__ import annotations
 
@@ -40,7 +47,8 @@ class DiffusionConfig:
     variance: str = "beta_tilde"   # sigma_t^2 of the reverse step: "beta_tilde" (posterior) | "beta"
     null_label: int | None = None  # class id meaning "no class"; None: the model is unconditional
     p_uncond: float = 0.1          # training: probability of replacing y by null_label (CFG)
-    clip_x0: bool = True           # sampling: clamp the predicted x0 to [-1, 1]
+    clip_x0: bool | None = None    # sampling: clamp the predicted x0 to [-1, 1]; None: for images only
+    data: str = "image"            # what x0 is: "image" (in [-1, 1] inside) | "latent" (unbounded)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -100,10 +108,16 @@ class Diffusion(nn.Module):
     (posterior variance, Eq. 7), and the posterior-mean coefficients of x0 and xt (Eq. 7).
     """
 
-    def __init__(self, cfg: DiffusionConfig = DiffusionConfig()):
+    def __init__(self, cfg: DiffusionConfig | None = None):
         super().__init__()
+        cfg = cfg or DiffusionConfig()
         if cfg.variance not in ("beta_tilde", "beta"):
             raise ValueError(f"variance must be 'beta_tilde' or 'beta', got {cfg.variance!r}")
+        if cfg.data not in ("image", "latent"):
+            raise ValueError(f"data must be 'image' or 'latent', got {cfg.data!r}")
+        if cfg.data == "latent" and cfg.clip_x0:
+            raise ValueError("clip_x0 clamps the predicted x0 to [-1, 1], the range of images; latents "
+                             "have no such range: leave clip_x0 unset (None) or False for data='latent'")
         self.cfg = cfg
         beta = beta_schedule(cfg.schedule, cfg.T, cfg.beta_start, cfg.beta_end)  # float64
         alpha = 1 - beta
@@ -122,6 +136,19 @@ class Diffusion(nn.Module):
     @property
     def T(self) -> int:
         return self.cfg.T
+
+    @property
+    def clips(self) -> bool:
+        """Whether sampling clamps the predicted x0 to [-1, 1]: `cfg.clip_x0`, or for images if unset."""
+        return self.cfg.data == "image" if self.cfg.clip_x0 is None else self.cfg.clip_x0
+
+    def to_process(self, x: torch.Tensor) -> torch.Tensor:
+        """Data as `fit` gives it -> x0 of the process: images [0, 1] -> [-1, 1]; latents unchanged."""
+        return from_unit(x) if self.cfg.data == "image" else x
+
+    def from_process(self, x: torch.Tensor) -> torch.Tensor:
+        """x0 of the process -> data: images [-1, 1] -> [0, 1] (clamped); latents unchanged."""
+        return to_unit(x) if self.cfg.data == "image" else x
 
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio of xt, alpha_bar / (1 - alpha_bar), (T,)."""
@@ -163,10 +190,11 @@ class Diffusion(nn.Module):
         return F.mse_loss(model(xt, t, self.drop_labels(y)).float(), eps)
 
     def train_loss(self, model: Denoiser, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """`loss` for `train.fit`: images x (B, 3, H, W) in [0, 1] are mapped to [-1, 1] first."""
+        """`loss` for `train.fit`: images x (B, 3, H, W) in [0, 1] are mapped to [-1, 1] first
+        (latents, `cfg.data == "latent"`, are used as they are)."""
         if self.cfg.null_label is None:
             y = None
-        return self.loss(model, from_unit(x), y)
+        return self.loss(model, self.to_process(x), y)
 
     # ------------------------------------------------------------------ the reverse process
 
@@ -195,7 +223,7 @@ class Diffusion(nn.Module):
              noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """One ancestral step x_t -> x_{t-1} of DDPM (Algorithm 2), at timestep index t (an int).
 
-        1. predict x0 from the noise (Eq. 4 inverted), clamped to [-1, 1] if `cfg.clip_x0`;
+        1. predict x0 from the noise (Eq. 4 inverted), clamped to [-1, 1] if `self.clips`;
         2. the posterior mean mu = c0 x0 + ct xt of q(x_{t-1} | xt, x0) (Eq. 7); without clamping
            this equals Eq. 11, mu = (xt - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t);
         3. add sigma_t z, sigma_t^2 = beta_tilde_t or beta_t; no noise at the last step (t = 0).
@@ -203,7 +231,7 @@ class Diffusion(nn.Module):
         """
         tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
         x0 = self.predict_x0(xt, tt, eps)
-        if self.cfg.clip_x0:
+        if self.clips:
             x0 = x0.clamp(-1, 1)
         mu = _at(self.mean_coef_x0, tt) * x0 + _at(self.mean_coef_xt, tt) * xt
         if t == 0:
@@ -226,7 +254,7 @@ class Diffusion(nn.Module):
         ab = _at(self.alpha_bar, tt)
         ab_prev = _at(self.alpha_bar, torch.full_like(tt, t_prev)) if t_prev >= 0 else torch.ones_like(ab)
         x0 = self.predict_x0(xt, tt, eps)
-        if self.cfg.clip_x0:
+        if self.clips:
             x0 = x0.clamp(-1, 1)
             eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()  # the noise consistent with the clamped x0
         sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
@@ -242,10 +270,11 @@ class Diffusion(nn.Module):
                     guidance: float = 1.0, shape: tuple[int, int, int] = (3, 32, 32),
                     generator: torch.Generator | None = None, device: torch.device | str | None = None,
                     progress: bool = True) -> torch.Tensor:
-        """n images by ancestral sampling (Algorithm 2, T network calls): (n, *shape) in [0, 1].
+        """n images by ancestral sampling (Algorithm 2, T network calls): (n, *shape) in [0, 1]
+        (latents, `cfg.data == "latent"`: (n, *shape) as the process ends, unclamped).
 
         y: (n,) class ids (or None); guidance: see `guided_eps`; generator: a torch.Generator on
-        `device` for reproducible samples.
+        `device` for reproducible samples; shape: one sample's (C, H, W), e.g. (8, 8, 8) for latents.
         """
         ts = list(range(self.T - 1, -1, -1))
         return self._sample(model, n, y, ts, guidance, shape, generator, device, progress,
@@ -257,7 +286,7 @@ class Diffusion(nn.Module):
                     eta: float = 0.0, guidance: float = 1.0, shape: tuple[int, int, int] = (3, 32, 32),
                     generator: torch.Generator | None = None, device: torch.device | str | None = None,
                     progress: bool = True) -> torch.Tensor:
-        """n images with `steps` DDIM steps (eta = 0: deterministic): (n, *shape) in [0, 1]."""
+        """n samples with `steps` DDIM steps (eta = 0: deterministic), returned as `ddpm_sample` does."""
         ts = ddim_timesteps(self.T, steps).tolist()
         return self._sample(model, n, y, ts, guidance, shape, generator, device, progress,
                             lambda eps, t, t_prev, x: self.ddim_step(eps, t, t_prev, x, eta,
@@ -283,14 +312,15 @@ class Diffusion(nn.Module):
         finally:
             if isinstance(model, nn.Module):
                 model.train(was_training)
-        return to_unit(x)
+        return self.from_process(x)
 
     @torch.no_grad()
     def denoise_at(self, model: Denoiser, x0: torch.Tensor, t: int, y: torch.Tensor | None = None,
                    eps: torch.Tensor | None = None, guidance: float = 1.0) -> dict[str, torch.Tensor]:
         """What the model sees and predicts at one timestep, for the timestep scrubber.
 
-        x0: (B, C, H, W) in [-1, 1]. Returns {"xt", "eps", "eps_hat", "x0_hat"}, all (B, C, H, W):
+        x0: (B, C, H, W) inside the process (images in [-1, 1], or latents).
+        Returns {"xt", "eps", "eps_hat", "x0_hat"}, all (B, C, H, W):
         xt = add_noise(x0, t, eps), the model's eps_hat and the implied x0_hat (unclamped).
         """
         tt = torch.full((x0.shape[0],), t, device=x0.device, dtype=torch.long)
@@ -309,7 +339,8 @@ class Diffusion(nn.Module):
                      seed: int = 0, batch_size: int = 250) -> float:
         """The loss of Algorithm 1 on held-out images, with t and eps drawn from a fixed seed.
 
-        x: (N, 3, H, W) in [0, 1] (e.g. test images); y: (N,) class ids or None (no label drop).
+        x: (N, 3, H, W) in [0, 1] (e.g. test images), or latents (N, C, h, w) for data="latent";
+        y: (N,) class ids or None (no label drop).
         Returns the mean squared error per pixel; the same model and images give the same number
         on any machine up to float rounding, so shipped weights can be checked against it.
         """
@@ -324,7 +355,7 @@ class Diffusion(nn.Module):
         for i in range(0, x.shape[0], batch_size):
             sl = slice(i, i + batch_size)
             tt, ee = t[sl].to(device), eps[sl].to(device)
-            xt = self.add_noise(from_unit(x[sl].to(device)), tt, ee)
+            xt = self.add_noise(self.to_process(x[sl].to(device)), tt, ee)
             yy = None if (y is None or self.cfg.null_label is None) else y[sl].to(device)
             total += F.mse_loss(model(xt, tt, yy).float(), ee, reduction="sum").item()
         if isinstance(model, nn.Module):

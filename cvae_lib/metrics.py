@@ -9,7 +9,7 @@ import math
 import torch
 
 __all__ = ["psnr", "mse_per_image", "ssim", "bits_per_dim", "frechet_distance", "gaussian_frechet",
-           "kid", "fid", "inception_weights", "MissingWeightsError", "nearest_neighbours"]
+           "kid", "fid", "inception_weights", "MissingWeightsError", "nearest_neighbours", "judge_scores"]
 
 
 def mse_per_image(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -103,6 +103,21 @@ def kid(feats_a: torch.Tensor, feats_b: torch.Tensor, subsets: int = 10, subset_
         values.append(float(mmd))
     t = torch.tensor(values)
     return float(t.mean()), float(t.std()) if len(t) > 1 else 0.0
+
+
+@torch.no_grad()
+def judge_scores(judge: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ref_feats: torch.Tensor,
+                 batch_size: int = 500) -> dict[str, float]:
+    """Chapter 05's protocol for samples x (N, 3, 32, 32) in [0, 1] drawn for the classes y (N,):
+    {"fd", "kid", "acc"}: the Frechet distance and KID between the judge's features of x and
+    `ref_feats` (M, D) (the judge's features of the reference images, e.g. the test split), and
+    the judge's class accuracy on x. `judge` has `features(x) -> (N, D)` and `head(f) -> logits`.
+    """
+    device = next(judge.parameters()).device
+    feats = torch.cat([judge.features(b.to(device)).float().cpu() for b in x.split(batch_size)])
+    pred = judge.head(feats.to(device)).argmax(1).cpu()
+    return {"fd": frechet_distance(feats, ref_feats), "kid": kid(feats, ref_feats)[0],
+            "acc": float((pred == y.cpu()).float().mean())}
 
 
 class MissingWeightsError(FileNotFoundError):

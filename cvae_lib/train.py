@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .data import ImageSet
+from .data import ImageSet, TensorSet
 from .runtime import autocast, maybe_compile, pick_device
 
 __all__ = ["TrainConfig", "History", "EMA", "CheckpointError", "fit", "evaluate", "infer", "run_dir",
@@ -78,6 +78,11 @@ class History:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken (all epochs, including resumed ones)."""
+        return int(sum(r.get("steps", 0) for r in self.rows))
 
     @property
     def seconds(self) -> float:
@@ -250,7 +255,7 @@ def infer(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_siz
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss_fn: LossFn, data: ImageSet, batch_size: int = 256,
+def evaluate(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, batch_size: int = 256,
              amp: str = "auto", seed: int = 0) -> dict[str, float]:
     """Mean loss (and logged terms) over `data`, weighted by batch size; restores train/eval mode.
 
@@ -278,8 +283,8 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: ImageSet, batch_size: int 
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig = TrainConfig(), *,
-        val: ImageSet | None = None, checkpoint: str | os.PathLike | None = None,
+def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, cfg: TrainConfig | None = None, *,
+        val: ImageSet | TensorSet | None = None, checkpoint: str | os.PathLike | None = None,
         ema: EMA | None = None, device: torch.device | str | None = None,
         on_epoch: Callable[[History], bool | None] | None = None) -> History:
     """Train `model` on `data` for `cfg.epochs` epochs; return the per-epoch History.
@@ -292,6 +297,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig = Tr
     training there, and calling `fit` again with the checkpoint resumes (benchmarks use this to
     measure quality against wall-clock time).
     """
+    cfg = cfg or TrainConfig()
     device = torch.device(device) if device is not None else pick_device()
     model.to(device)
     if ema is not None:
@@ -380,7 +386,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig = Tr
         bar.close()
 
         # 3. Measure, decide on early stopping, checkpoint.
-        row = {"epoch": epoch + 1, "train_loss": float(sums["loss"]) / n_seen}
+        row = {"epoch": epoch + 1, "train_loss": float(sums["loss"]) / n_seen, "steps": steps_per_epoch}
         _check_finite(row["train_loss"], epoch, steps_per_epoch, cfg, path)
         row.update({f"train_{k}": float(v) / n_seen for k, v in sums.items() if k != "loss"})
         if val is not None:
@@ -440,8 +446,8 @@ def _state(model, opt, ema, cfg, epoch, history, best) -> dict:
     }
 
 
-def load_or_train(model: nn.Module, loss_fn: LossFn, data: ImageSet, cfg: TrainConfig,
-                  checkpoint: str | os.PathLike, *, val: ImageSet | None = None,
+def load_or_train(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, cfg: TrainConfig,
+                  checkpoint: str | os.PathLike, *, val: ImageSet | TensorSet | None = None,
                   ema: EMA | None = None, device: torch.device | str | None = None) -> History:
     """Load the finished run at `checkpoint` into `model` if there is one, else train (or resume).
 

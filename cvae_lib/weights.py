@@ -54,8 +54,14 @@ def _sums(folder: Path) -> dict[str, str]:
     return {name: digest for digest, name in (line.split(maxsplit=1) for line in sums.read_text().splitlines() if line.strip())}
 
 
-def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None) -> str:
-    """Write the model's weights (uncompiled, contiguous, CPU) and metadata; record the checksum."""
+def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None,
+                   dtype: torch.dtype | None = None) -> str:
+    """Write the model's weights (uncompiled, contiguous, CPU) and metadata; record the checksum.
+
+    dtype: store floating-point tensors in this type (e.g. torch.float16 to halve the file);
+    `load_weights` casts them back to the model's own dtype. Measure the metrics you record on
+    the model with its weights already rounded, so that the file reproduces them.
+    """
     from safetensors.torch import save_file
 
     model = getattr(model, "_orig_mod", model)
@@ -65,8 +71,10 @@ def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {"model_class": type(model).__name__, "model_config": json.dumps(asdict(cfg)),
-            "metrics": json.dumps(metrics or {})}
+            "metrics": json.dumps(metrics or {}), "storage": str(dtype or "as trained").removeprefix("torch.")}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
@@ -77,14 +85,16 @@ def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | No
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata of a shipped file: model_class, model_config (dict), metrics (dict)."""
+    """The metadata of a shipped file: model_class, model_config (dict), metrics (dict), and
+    storage (the dtype its tensors were written in, e.g. "float16", or "as trained")."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     return {"model_class": meta.get("model_class"),
             "model_config": json.loads(meta.get("model_config", "{}")),
-            "metrics": json.loads(meta.get("metrics", "{}"))}
+            "metrics": json.loads(meta.get("metrics", "{}")),
+            "storage": meta.get("storage", "as trained")}
 
 
 def load_weights(path: str | os.PathLike, model_cls: type[nn.Module], config_cls: type,

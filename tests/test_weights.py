@@ -37,3 +37,18 @@ def test_wrong_model_class_is_refused(tmp_path):
             super().__init__()
     with pytest.raises(WeightsError, match="holds a Autoencoder, not a Other"):
         load_weights(tmp_path / "ae.safetensors", Other, AEConfig)
+
+
+def test_float16_storage_halves_the_file_and_loads_back_as_float32(tmp_path):
+    torch.manual_seed(0)
+    model = Autoencoder(AEConfig(latent_dim=8, width=8))
+    export_weights(model, tmp_path / "full.safetensors")
+    export_weights(model, tmp_path / "half.safetensors", dtype=torch.float16)
+    full, half = ((tmp_path / f"{n}.safetensors").stat().st_size for n in ("full", "half"))
+    assert half < 0.55 * full
+    assert read_metadata(tmp_path / "half.safetensors")["storage"] == "float16"
+    assert read_metadata(tmp_path / "full.safetensors")["storage"] == "as trained"
+    loaded = load_weights(tmp_path / "half.safetensors", Autoencoder, AEConfig)
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == a.dtype, k                                   # cast back to the model's dtype
+        torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0)  # exactly the rounded weights

@@ -64,13 +64,15 @@ def steps_per_epoch(train: ImageSet, args) -> int:
     return min(math.ceil(len(train) / args.batch_size), args.max_steps or math.inf)
 
 
-def ship(model: torch.nn.Module, args, history: History, metrics: dict, summary: str) -> None:
-    """Export `model` with `metrics` plus the run's facts, and say what was written."""
+def ship(model: torch.nn.Module, args, history: History, metrics: dict, summary: str,
+         dtype: torch.dtype | None = None) -> None:
+    """Export `model` with `metrics` plus the run's facts (stored in `dtype` if given), and say
+    what was written."""
     metrics = {**metrics, "epochs": len(history), "batch_size": args.batch_size,
                "train_seconds": round(history.seconds, 1), "device": str(next(model.parameters()).device),
                "threads": torch.get_num_threads()}
     path = args.out / f"{args.name}.safetensors"
-    export_weights(model, path, metrics)
+    export_weights(model, path, metrics, dtype=dtype)
     print(f"{summary} after {len(history)} epochs ({history.seconds / 60:.1f} min); wrote {path}")
 
 

@@ -28,9 +28,9 @@ class AEConfig:
 class Autoencoder(nn.Module):
     """Deterministic conv autoencoder. Images in [0, 1], shape (B, 3, 32, 32)."""
 
-    def __init__(self, cfg: AEConfig = AEConfig()):
+    def __init__(self, cfg: AEConfig | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg or AEConfig()          # a fresh default: instances never share a config
         widths = stage_widths(cfg.width, cfg.n_stages)
         self.side = 32 // 2**cfg.n_stages                     # spatial size at the bottleneck
         self.feat_shape = (widths[-1], self.side, self.side)  # (C, h, w)

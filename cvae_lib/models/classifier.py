@@ -40,9 +40,9 @@ def _group(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class Classifier(nn.Module):
-    def __init__(self, cfg: ClassifierConfig = ClassifierConfig()):
+    def __init__(self, cfg: ClassifierConfig | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg or ClassifierConfig()          # a fresh default: instances never share a config
         self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
         layers, c = [nn.Conv2d(3, cfg.stem, 3, padding=1, bias=False), nn.BatchNorm2d(cfg.stem), nn.GELU()], cfg.stem

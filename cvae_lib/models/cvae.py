@@ -48,9 +48,9 @@ class CVAEConfig:
 class CVAE(nn.Module):
     """(images (B, 3, 32, 32) in [0, 1], labels (B,)) -> parameters of p(x | z, y)."""
 
-    def __init__(self, cfg: CVAEConfig = CVAEConfig()):
+    def __init__(self, cfg: CVAEConfig | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg or CVAEConfig()          # a fresh default: instances never share a config
         self.likelihood = make_likelihood(cfg.likelihood, cfg.sigma, cfg.n_mix)
         widths = stage_widths(cfg.width, cfg.n_stages)
         side = 32 // 2**cfg.n_stages

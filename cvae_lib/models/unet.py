@@ -43,6 +43,16 @@ class UNetConfig:
         return cls(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
                    dropout=0.1, groups=32, num_classes=num_classes)
 
+    @classmethod
+    def latent(cls, in_channels: int = 8, resolution: int = 8, num_classes: int | None = 10,
+               ch: int = 64) -> "UNetConfig":
+        """The prior of chapter 06's latent diffusion: an (in_channels, 8, 8) latent grid, three
+        levels at 8x8, 4x4 and 2x2 (ch, 2ch, 2ch), two blocks each, attention at 4x4: 6.5M
+        parameters at ch = 64, trained at the same images/s on a CPU as chapter 04's 0.28M
+        pixel U-Net, because each of its convolutions sees 16x fewer positions."""
+        return cls(ch=ch, ch_mult=(1, 2, 2), num_res_blocks=2, attn_resolutions=(resolution // 2,),
+                   groups=8, num_classes=num_classes, in_channels=in_channels, resolution=resolution)
+
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding (B,) -> (B, dim): [sin(t w_k), cos(t w_k)], w_k = 10000^(-k / (dim/2 - 1))."""
@@ -104,9 +114,9 @@ class UNet(nn.Module):
     """eps_theta(xt, t, y): xt (B, C, H, W) in [-1, 1], t (B,) timesteps (int or float),
     y (B,) class ids in 0..num_classes (num_classes = the null class) or None -> (B, C, H, W)."""
 
-    def __init__(self, cfg: UNetConfig = UNetConfig()):
+    def __init__(self, cfg: UNetConfig | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg or UNetConfig()
         ch, emb_dim, g, p = cfg.ch, 4 * cfg.ch, cfg.groups, cfg.dropout
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None

@@ -46,9 +46,9 @@ class VAEConfig:
 class VAE(nn.Module):
     """Images (B, 3, 32, 32) in [0, 1] -> decoder parameters of p(x|z) (B, out_channels, 32, 32)."""
 
-    def __init__(self, cfg: VAEConfig = VAEConfig()):
+    def __init__(self, cfg: VAEConfig | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg or VAEConfig()          # a fresh default: instances never share a config
         self.likelihood = make_likelihood(cfg.likelihood, cfg.sigma, cfg.n_mix)
         widths = stage_widths(cfg.width, cfg.n_stages)
         side = 32 // 2**cfg.n_stages
