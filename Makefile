@@ -33,6 +33,15 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	$(BIN)/python tools/check_env.py
 	touch $@
 
+# The tests also run the benchmarks' peers (denoising-diffusion-pytorch, diffusers) for a few
+# steps; they are not needed to run the course, so only `make test` installs them.
+TEST_STAMP := $(VENV)/.test-stamp
+
+$(TEST_STAMP): $(STAMP) benchmarks/requirements.txt
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python tools/check_env.py
+	touch $@
+
 data: $(DATA_STAMP)
 
 $(DATA_DIR)/.extracted: $(ARCHIVE)
@@ -43,7 +52,7 @@ $(DATA_DIR)/.extracted: $(ARCHIVE)
 course: env data
 	$(BIN)/python tools/run_course.py
 
-test: env data
+test: env $(TEST_STAMP) data
 	$(BIN)/python -m pytest --nbval-lax tests notebooks solutions
 
 lab: env data

@@ -2,6 +2,9 @@
 
     python benchmarks/time_to_quality.py vae --minutes 15     # improved VAE: test bits/dim vs minutes
     python benchmarks/time_to_quality.py ddpm --minutes 20    # DDPM: judge FD and held-out MSE vs minutes
+    python benchmarks/time_to_quality.py ldm --minutes 15     # chapter 06's latent diffusion prior
+    python benchmarks/time_to_quality.py peer-ddpm-pytorch --minutes 15   # denoising-diffusion-pytorch
+    python benchmarks/time_to_quality.py peer-diffusers --minutes 15      # diffusers UNet2DModel + DDPMScheduler
     python benchmarks/time_to_quality.py vae --minutes 0.2 --quick --out /tmp/ttq   # smoke run
 
 Throughput (bench.py) says how fast a step is; this says what the steps buy. One run of the
@@ -20,6 +23,22 @@ first interval includes compilation); scoring time is reported apart.
   (eta 1, EMA weights, equal numbers per class, seed 0) and of the test images. FD at a fixed n
   is biased upwards (chapter 05 shows by how much), so compare points of one curve, not
   numbers measured with another n.
+- ldm: chapter 06's latent diffusion: the shipped first stage (trained once; its minutes are
+  not counted here, the file records them) and the 6.5M-parameter prior on the latents of the
+  same airplane+frog training images (and their mirror images), trained with `fit`. Scores: the
+  judge FD and class accuracy of DDIM-50 samples decoded to images, as for ddpm.
+- peer-ddpm-pytorch: denoising-diffusion-pytorch's `Unet` (dim 12, 0.25M parameters, about the
+  size of ours) inside its own `GaussianDiffusion` with its documented defaults (v-prediction,
+  sigmoid schedule, T = 1000) and its Trainer's optimiser defaults (Adam, lr 1e-4, betas (0.9,
+  0.99), batch 16, gradient norm 1, flips, EMA 0.995); sampled with its own DDIM (50 steps, its
+  default eta 0). Unconditional: FD and KID only.
+- peer-diffusers: diffusers' `UNet2DModel` (0.28M) with `DDPMScheduler` (linear, T = 1000,
+  epsilon) and the recipe of diffusers' train_unconditional.py example (AdamW lr 1e-4, betas
+  (0.95, 0.999), weight decay 1e-6, 500 warm-up steps, batch 16, flips, EMA up to 0.9999: the
+  course's EMA with its warm-up stands in for diffusers' EMAModel); sampled with
+  `DDIMScheduler`, 50 steps (eta 0, its default). Unconditional: FD and KID only.
+Every model is trained by the course's `fit` on the same training images, so the minutes are
+measured the same way; only the networks, objectives and optimiser settings differ.
 
 Interrupted? Run the same command again: training resumes from its checkpoint and the points
 already measured are kept (`--fresh` starts over). Writes <out>/ttq-<model>-<device>.json, .md
@@ -42,16 +61,19 @@ from train_ddpm import chapter04_unet  # noqa: E402  (the U-Net chapter 04 build
 
 from cvae_lib.data import cache_dir, load_cifar10  # noqa: E402
 from cvae_lib.diffusion import Diffusion, DiffusionConfig  # noqa: E402
-from cvae_lib.metrics import frechet_distance  # noqa: E402
+from cvae_lib.latent import LatentDiffusion, encode_set  # noqa: E402
+from cvae_lib.metrics import frechet_distance, judge_scores  # noqa: E402
+from cvae_lib.models.first_stage import FirstStage, FirstStageConfig  # noqa: E402
 from cvae_lib.models.classifier import Classifier, ClassifierConfig  # noqa: E402
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss  # noqa: E402
-from cvae_lib.models.unet import UNet  # noqa: E402
+from cvae_lib.models.unet import UNet, UNetConfig  # noqa: E402
 from cvae_lib.profiles import get_profile  # noqa: E402
 from cvae_lib.runtime import describe, pick_device, seed_everything  # noqa: E402
 from cvae_lib.train import EMA, TrainConfig, evaluate, fit, infer  # noqa: E402
-from cvae_lib.weights import load_weights, shipped  # noqa: E402
+from cvae_lib.weights import load_weights, read_metadata, shipped  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
+MODELS = ("vae", "ddpm", "ldm", "peer-ddpm-pytorch", "peer-diffusers")
 
 
 def improved_vae(width: int, kl_warmup_steps: int) -> CVAEConfig:
@@ -80,19 +102,35 @@ def setup(args, device):
             return {"test_bpd": evaluate(model, cvae_loss, test, batch_size=500)["bpd"], "n_test": len(test)}
         return model, cvae_loss, train, cfg, None, score, {"model_config": asdict(model.cfg)}
 
+    return DIFFUSION_SETUPS[args.model](args, device, P)
+
+
+def _judged(args, device, P):
+    """The airplane+frog (profile) data, the judge, its test features and the labels to sample."""
     classes = list(P.diffusion.classes) if P.diffusion.classes else None
     train = load_cifar10("train").subset(classes)
     test = load_cifar10("test").subset(classes, n_per_class=args.test_per_class, seed=0)
+    judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
+    feats_test = infer(judge.features, test.images(), device=device)
+    ids = torch.unique(test.y.cpu())                                    # canonical CIFAR-10 ids
+    y_gen = ids.repeat_interleave(math.ceil(args.n_eval / len(ids)))[: args.n_eval]
+    return classes, train, test, judge, feats_test, y_gen
+
+
+def _scores(judge, x, y_gen, feats_test, conditional: bool) -> dict:
+    s = judge_scores(judge, x.float().cpu().clamp(0, 1), y_gen, feats_test)
+    out = {"fd_judge": s["fd"], "kid_judge": s["kid"], "n_samples": len(x)}
+    return {**out, "class_acc": s["acc"]} if conditional else out
+
+
+def _ddpm(args, device, P):
+    classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
     diffusion = Diffusion(DiffusionConfig(T=P.diffusion.T, schedule="linear", null_label=10, p_uncond=0.1)).to(device)
     model = UNet(chapter04_unet(P.ddpm.width))
     ema = EMA(model, decay=args.ema_decay)
     batch = args.batch_size or P.ddpm.batch_size
     cfg = TrainConfig(epochs=10**6, batch_size=batch, lr=2e-3, warmup_steps=100, grad_clip=1.0, hflip=True,
                       max_steps=args.eval_steps, compile=args.compile, progress=False)
-    judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
-    feats_test = infer(judge.features, test.images(), device=device)
-    ids = torch.unique(test.y.cpu())                                    # canonical CIFAR-10 ids
-    y_gen = ids.repeat_interleave(math.ceil(args.n_eval / len(ids)))[: args.n_eval]
 
     def score():
         net = ema.model.eval()
@@ -100,12 +138,99 @@ def setup(args, device):
         x = torch.cat([diffusion.ddim_sample(net, len(yb), yb.to(device), steps=50, eta=1.0, generator=g,
                                              progress=False).float().cpu()
                        for yb in y_gen.split(500)]).clamp(0, 1)
-        fd = frechet_distance(infer(judge.features, x, device=device), feats_test)
         mse = diffusion.heldout_loss(net, test.images(), test.y, seed=0)
-        return {"fd_judge": fd, "n_samples": len(x), "heldout_mse": mse, "n_test": len(test)}
+        return {**_scores(judge, x, y_gen, feats_test, True), "heldout_mse": mse, "n_test": len(test)}
     return model, diffusion.train_loss, train, cfg, ema, score, {
         "model_config": asdict(model.cfg), "diffusion": asdict(diffusion.cfg), "classes": classes,
         "ema_decay": args.ema_decay}
+
+
+def _ldm(args, device, P):
+    classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
+    first = load_weights(shipped("ldm_first_stage"), FirstStage, FirstStageConfig).to(device).requires_grad_(False)
+    latents = encode_set(first, train, mirror=True)
+    diffusion = Diffusion(DiffusionConfig(T=P.latent.T, schedule="linear", null_label=10, p_uncond=0.1,
+                                          data="latent")).to(device)
+    model = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, ch=P.ldm.width))
+    ema = EMA(model, decay=args.ema_decay)
+    cfg = TrainConfig(epochs=10**6, batch_size=args.batch_size or P.ldm.batch_size, lr=1e-3, warmup_steps=100,
+                      grad_clip=1.0, max_steps=args.eval_steps, compile=args.compile, progress=False)
+
+    def score():
+        ldm = LatentDiffusion(first, ema.model.eval(), diffusion)
+        x = ldm.sample(y_gen, steps=50, eta=1.0, generator=torch.Generator(device).manual_seed(0), progress=False)
+        return {**_scores(judge, x, y_gen, feats_test, True), "n_test": len(test)}
+    return model, diffusion.train_loss, latents, cfg, ema, score, {
+        "model_config": asdict(model.cfg), "diffusion": asdict(diffusion.cfg), "classes": classes,
+        "ema_decay": args.ema_decay, "first_stage_minutes": read_metadata(shipped("ldm_first_stage"))["metrics"]["train_seconds"] / 60}
+
+
+def _peer_ddpm_pytorch(args, device, P):
+    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+
+    classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
+    model = GaussianDiffusion(Unet(dim=12, dim_mults=(1, 2, 2), flash_attn=False), image_size=32,
+                              sampling_timesteps=50)                  # its defaults otherwise
+    ema = EMA(model, decay=0.995)
+    cfg = TrainConfig(epochs=10**6, batch_size=args.batch_size or 16, lr=1e-4, betas=(0.9, 0.99), grad_clip=1.0,
+                      hflip=True, max_steps=args.eval_steps, compile=args.compile, progress=False)
+
+    def score():
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)     # its sampler draws from the global RNG; training's stays untouched
+            x = torch.cat([ema.model.eval().sample(batch_size=len(yb)).float().cpu() for yb in y_gen.split(500)])
+        return {**_scores(judge, x, y_gen, feats_test, False), "n_test": len(test)}
+    return model, (lambda m, x, y: m(x)), train, cfg, ema, score, {
+        "peer": "denoising-diffusion-pytorch GaussianDiffusion defaults, Trainer optimiser defaults", "classes": classes}
+
+
+class _DiffusersEps(torch.nn.Module):
+    """diffusers' UNet2DModel as eps(x_t, t) for `fit`: the noise and timesteps of their example."""
+
+    def __init__(self, unet, scheduler):
+        super().__init__()
+        self.unet, self.scheduler = unet, scheduler
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0 = x * 2 - 1                                                # [0, 1] -> [-1, 1]
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(x0),), device=x0.device)
+        return torch.nn.functional.mse_loss(self.unet(self.scheduler.add_noise(x0, noise, t), t).sample.float(), noise)
+
+
+def _peer_diffusers(args, device, P):
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+    classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
+    ch = (16, 32, 32)
+    unet = UNet2DModel(sample_size=32, block_out_channels=ch, layers_per_block=1,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    model = _DiffusersEps(unet, DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear"))
+    ema = EMA(model, decay=0.9999)
+    cfg = TrainConfig(epochs=10**6, batch_size=args.batch_size or 16, lr=1e-4, optimizer="adamw", betas=(0.95, 0.999),
+                      weight_decay=1e-6, warmup_steps=500, hflip=True, max_steps=args.eval_steps,
+                      compile=args.compile, progress=False)
+
+    def score():
+        net = ema.model.eval().unet
+        sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+        sched.set_timesteps(50)
+        g = torch.Generator(device).manual_seed(0)
+        out = []
+        with torch.no_grad():
+            for yb in y_gen.split(500):
+                x = torch.randn(len(yb), 3, 32, 32, generator=g, device=device)
+                for t in sched.timesteps:
+                    x = sched.step(net(x, t).sample, t, x).prev_sample
+                out.append(((x + 1) / 2).clamp(0, 1).float().cpu())
+        return {**_scores(judge, torch.cat(out), y_gen, feats_test, False), "n_test": len(test)}
+    return model, (lambda m, x, y: m(x)), train, cfg, ema, score, {
+        "peer": "diffusers UNet2DModel + DDPMScheduler, train_unconditional.py recipe", "classes": classes}
+
+
+DIFFUSION_SETUPS = {"ddpm": _ddpm, "ldm": _ldm, "peer-ddpm-pytorch": _peer_ddpm_pytorch,
+                    "peer-diffusers": _peer_diffusers}
 
 
 def run(args) -> dict:
@@ -166,10 +291,14 @@ def markdown(result: dict) -> str:
         rows += [f"| {p['steps']} | {p['train_minutes']:.2f} | {p['test_bpd']:.3f} |" for p in pts]
         return head + "\n".join(rows) + f"\n\nBits/dim on {n} test images (ELBO bound).\n"
     n, nt = (pts[-1]["n_samples"], pts[-1]["n_test"]) if pts else (0, 0)
-    rows = ["| steps | training minutes | FD (judge) | held-out MSE |", "|---|---|---|---|"]
-    rows += [f"| {p['steps']} | {p['train_minutes']:.2f} | {p['fd_judge']:.1f} | {p['heldout_mse']:.4f} |" for p in pts]
-    return head + "\n".join(rows) + (f"\n\nFD between {n} DDIM-50 samples (eta 1, EMA weights) and {nt} test "
-                                     f"images in the judge's feature space; held-out MSE on the same test images.\n")
+    cols = [(k, label, fmt) for k, label, fmt in (("fd_judge", "FD (judge)", ".1f"), ("kid_judge", "KID", ".3f"),
+                                                  ("class_acc", "class acc", ".1%"), ("heldout_mse", "held-out MSE", ".4f"))
+            if pts and all(k in p for p in pts)]
+    rows = ["| steps | training minutes | " + " | ".join(c[1] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
+    rows += [f"| {p['steps']} | {p['train_minutes']:.2f} | " + " | ".join(format(p[k], f) for k, _, f in cols) + " |"
+             for p in pts]
+    return head + "\n".join(rows) + (f"\n\nFD and KID between {n} DDIM-50 samples (EMA weights) and {nt} test "
+                                     f"images in the judge's feature space.\n")
 
 
 def plot(result: dict, path: Path) -> None:
@@ -184,7 +313,8 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xlabel("training minutes"), ax.set_ylabel(label), ax.grid(alpha=0.3)
     m = result["machine"]
     where = m.get("gpu") or f"{m['device']}, {m['cpu_threads']} threads"
-    what = "improved VAE" if result["setting"]["model"] == "vae" else "DDPM"
+    what = {"vae": "improved VAE", "ddpm": "DDPM", "ldm": "latent diffusion"}.get(result["setting"]["model"],
+                                                                            result["setting"]["model"])
     ax.set_title(f"{what}: {label} against training time ({where})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -193,7 +323,7 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", choices=["vae", "ddpm"])
+    p.add_argument("model", choices=MODELS)
     p.add_argument("--minutes", type=float, default=15.0, help="training-time budget (default 15)")
     p.add_argument("--eval-steps", type=int, default=None,
                    help="steps between scores (default: 390 on a GPU, 400 on a CPU; 2 with --quick)")

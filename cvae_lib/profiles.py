@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["RunSize", "DiffusionRun", "Profile", "PROFILES", "get_profile"]
+__all__ = ["RunSize", "DiffusionRun", "LatentRun", "Profile", "PROFILES", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,21 @@ class DiffusionRun:
 
 
 @dataclass(frozen=True)
+class LatentRun:
+    """What chapter 06 trains and samples besides the RunSize `ldm` (its prior; width = U-Net ch).
+
+    The first stage is the shipped one (checkpoints/ldm_first_stage.safetensors) in every profile:
+    training an adversarial autoencoder takes longer than a chapter may.
+    """
+    classes: tuple[str, ...] | None = ("airplane", "frog")  # the prior learns these (None: all ten)
+    T: int = 1000                        # diffusion steps
+    ddim_steps: int = 50                 # DDIM steps for every sample in the chapter
+    guidance: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)  # the guidance sweep
+    n_grid: int = 10                     # samples per class in the grids
+    ema_decay: float = 0.995             # EMA of the prior's weights used for sampling
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every size a notebook needs; chapters read their own field (`P.ae`, `P.ddpm`, ...)."""
     name: str
@@ -57,6 +72,8 @@ class Profile:
     cvae: RunSize = field(default_factory=lambda: RunSize(None, 1, 128))
     ddpm: RunSize = field(default_factory=lambda: RunSize(None, 1, 128))
     diffusion: DiffusionRun = field(default_factory=DiffusionRun)  # chapter 04: classes, T, sampling
+    ldm: RunSize = field(default_factory=lambda: RunSize(None, 1, 64, width=64))  # chapter 06's prior
+    latent: LatentRun = field(default_factory=LatentRun)           # chapter 06: classes, T, sampling
     # chapters 02-03: the side runs (likelihoods, beta) and the study's subset experiments
     vae_side: RunSize = field(default_factory=lambda: RunSize(None, 2, 64, max_steps=60, width=16))
     cvae_one_class: RunSize = field(default_factory=lambda: RunSize(None, 2, 46, max_steps=60))
@@ -77,6 +94,8 @@ PROFILES: dict[str, Profile] = {
         cvae_hundred_per_class=RunSize(train_per_class=8, epochs=3, batch_size=46, max_steps=2, width=8),
         ddpm=RunSize(train_per_class=20, epochs=2, batch_size=50, max_steps=4, width=8),
         diffusion=DiffusionRun(T=100, n_ddpm=2, ddim_steps=(5, 10, 50), n_grid=4, ema_decay=0.9),
+        ldm=RunSize(train_per_class=20, epochs=2, batch_size=32, max_steps=3, width=16),
+        latent=LatentRun(T=100, ddim_steps=5, guidance=(0.0, 2.0), n_grid=4, ema_decay=0.9),
     ),
     "cpu": Profile(
         name="cpu", summary="a laptop CPU: real CIFAR-10, small models, minutes per notebook",
@@ -90,6 +109,8 @@ PROFILES: dict[str, Profile] = {
         cvae_hundred_per_class=RunSize(train_per_class=100, epochs=8, batch_size=46, width=32),
         ddpm=RunSize(train_per_class=None, epochs=6, batch_size=32, width=16),
         diffusion=DiffusionRun(n_ddpm=4, n_grid=10, ema_decay=0.98),  # 1,838 steps; EMA horizon ~50
+        ldm=RunSize(train_per_class=None, epochs=10, batch_size=64, max_steps=100, width=64),  # 1,000 steps
+        latent=LatentRun(n_grid=10, ema_decay=0.99),                   # EMA horizon ~100 steps
     ),
     "gpu": Profile(
         name="gpu", summary="one GPU: full data, longer runs, the README's numbers",
@@ -103,6 +124,8 @@ PROFILES: dict[str, Profile] = {
         cvae_hundred_per_class=RunSize(train_per_class=100, epochs=200, batch_size=46, width=32),
         ddpm=RunSize(train_per_class=None, epochs=200, batch_size=128, width=128),
         diffusion=DiffusionRun(classes=None, n_ddpm=16, n_grid=10, ema_decay=0.9999),
+        ldm=RunSize(train_per_class=None, epochs=40, batch_size=128, width=64),
+        latent=LatentRun(classes=None, n_grid=10, ema_decay=0.999),
     ),
 }
 

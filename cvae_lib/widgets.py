@@ -18,6 +18,7 @@ import os
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["is_interactive", "pca_directions", "latent_explorer", "interpolation_explorer",
            "timestep_scrubber"]
@@ -174,39 +175,52 @@ def _noise_image(eps: torch.Tensor) -> torch.Tensor:
 
 
 def _scrub_rows(diffusion, model: Callable, x0: torch.Tensor, t: int, y: torch.Tensor | None,
-                seed: int) -> tuple[torch.Tensor, float]:
+                seed: int, first_stage=None) -> tuple[torch.Tensor, float]:
     """For images x0 (B, 3, H, W) in [0, 1] at timestep t: x_t, eps, eps_hat and x0_hat side
-    by side, (4B, 3, H, W) in [0, 1] (image-major), and the MSE of eps_hat per pixel."""
+    by side, (4B, 3, H, W) in [0, 1] (image-major), and the MSE of eps_hat per pixel.
+
+    With a `first_stage` (latent diffusion) the process runs on its scaled latents: x_t and
+    x0_hat are shown decoded, and the noise as its first three latent channels, enlarged."""
     from .diffusion import from_unit, to_unit
 
-    g = torch.Generator().manual_seed(seed)
-    eps = torch.randn(x0.shape, generator=g)              # the same noise for every t
     dev = next(model.parameters()).device if isinstance(model, torch.nn.Module) else x0.device
-    out = diffusion.denoise_at(model, from_unit(x0).to(dev), t, None if y is None else y.to(dev),
-                               eps=eps.to(dev))
-    tiles = [to_unit(out["xt"]).cpu(), _noise_image(out["eps"]), _noise_image(out["eps_hat"]),
-             to_unit(out["x0_hat"]).cpu()]                 # 4 x (B, 3, H, W)
+    if first_stage is None:
+        z0, show = from_unit(x0).to(dev), lambda z: to_unit(z).cpu()
+    else:
+        z0, show = first_stage.encode_latent(x0.to(dev)), lambda z: first_stage.decode_latent(z).float().cpu()
+    g = torch.Generator().manual_seed(seed)
+    eps = torch.randn(z0.shape, generator=g)              # the same noise for every t
+    out = diffusion.denoise_at(model, z0, t, None if y is None else y.to(dev), eps=eps.to(dev))
+
+    def noise(e: torch.Tensor) -> torch.Tensor:           # (B, C, h, w) -> (B, 3, H, W)
+        return _noise_image(F.interpolate(e[:, :3].float().cpu(), size=x0.shape[-2:], mode="nearest"))
+
+    tiles = [show(out["xt"]), noise(out["eps"]), noise(out["eps_hat"]), show(out["x0_hat"])]  # 4 x (B, 3, H, W)
     mse = (out["eps_hat"].float().cpu() - eps).pow(2).mean().item()
     return torch.stack(tiles, 1).flatten(0, 1), mse        # (B, 4, 3, H, W) -> (4B, 3, H, W)
 
 
 SCRUB_COLUMNS = ["x_t", "true noise", "predicted noise", "predicted x0"]
+LATENT_COLUMNS = ["decoded z_t", "true noise (3 ch)", "predicted noise", "decoded predicted z0"]
 
 
 def timestep_scrubber(diffusion, model: Callable, x0: torch.Tensor, y: torch.Tensor | None = None,
-                      ts: Sequence[int] | None = None, seed: int = 0):
+                      ts: Sequence[int] | None = None, seed: int = 0, first_stage=None):
     """Slide t from 0 to T-1 and see what the denoiser sees and predicts at that step.
 
     diffusion: a `cvae_lib.diffusion.Diffusion`; model: eps_theta(xt, t, y), e.g. the EMA U-Net;
     x0: a few images (B, 3, 32, 32) in [0, 1]; y: their labels (B,) or None. For each image:
     x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, the noise eps, the prediction
     eps_hat and the implied x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t).
-    The noise eps is drawn once (seeded) and reused for every t.
+    The noise eps is drawn once (seeded) and reused for every t. first_stage: for latent
+    diffusion (chapter 06), the `FirstStage` whose latents the model denoises; z_t and the
+    predicted z0 are then shown through its decoder.
 
     Static fallback: a Figure with one row per t in `ts` for the first image (default: seven
     steps from 0 to T-1, e.g. 0, 50, 200, 400, 600, 800, 999 for T = 1000).
     """
     x0 = x0.detach().float().cpu()
+    columns = SCRUB_COLUMNS if first_stage is None else LATENT_COLUMNS
     if ts is None:
         ts = sorted({min(round(f * diffusion.T), diffusion.T - 1) for f in (0, 0.05, 0.2, 0.4, 0.6, 0.8, 1)})
     if not is_interactive():
@@ -214,10 +228,11 @@ def timestep_scrubber(diffusion, model: Callable, x0: torch.Tensor, y: torch.Ten
 
         rows, labels = [], []
         for t in ts:
-            tiles, mse = _scrub_rows(diffusion, model, x0[:1], int(t), None if y is None else y[:1], seed)
+            tiles, mse = _scrub_rows(diffusion, model, x0[:1], int(t), None if y is None else y[:1], seed,
+                                     first_stage)
             rows.append(tiles)
             labels.append(f"t={t} (mse {mse:.2f})")
-        return show_images(torch.cat(rows), nrow=4, row_labels=labels, col_labels=SCRUB_COLUMNS,
+        return show_images(torch.cat(rows), nrow=4, row_labels=labels, col_labels=columns,
                            scale=1.0, title="what the denoiser sees (x_t) and predicts")
 
     import ipywidgets as W
@@ -228,10 +243,10 @@ def timestep_scrubber(diffusion, model: Callable, x0: torch.Tensor, y: torch.Ten
     image = W.Image(format="png")
 
     def update(*_):
-        tiles, mse = _scrub_rows(diffusion, model, x0, slider.value, y, seed)
+        tiles, mse = _scrub_rows(diffusion, model, x0, slider.value, y, seed, first_stage)
         ab = float(diffusion.alpha_bar[slider.value])
         info.value = (f"alpha_bar = {ab:.4f}, signal-to-noise = {ab / (1 - ab):.3g}, "
-                      f"mse(eps_hat, eps) = {mse:.3f}   columns: {' | '.join(SCRUB_COLUMNS)}")
+                      f"mse(eps_hat, eps) = {mse:.3f}   columns: {' | '.join(columns)}")
         rows = [_png(tiles[4 * i:4 * i + 4]) for i in range(len(x0))]
         image.value = rows[0]
         extra.children = [W.Image(value=r, format="png") for r in rows[1:]]

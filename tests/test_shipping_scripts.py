@@ -63,3 +63,27 @@ def test_vae_script_ships_chapter02_vae_on_all_classes(tools, tmp_path):
     model = load_weights(tmp_path / "vae_cpu.safetensors", VAE, VAEConfig)
     assert model.cfg.latent_dim == 64 and model.cfg.likelihood == "logistic" and model.cfg.residual
     assert model.sample(3).shape == (3, 3, 32, 32)
+
+
+def test_latent_diffusion_script_ships_both_stages(tools, tmp_path):
+    import train_latent_diffusion
+    from cvae_lib.latent import LatentDiffusion
+    from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
+    args = ["--rec-epochs", "1", "--gan-epochs", "1", "--prior-epochs", "1", "--max-steps", "1",
+            "--batch-size", "4", "--prior-batch-size", "4", "--train-per-class", "3", "--width", "8",
+            "--latent-channels", "4", "--prior-width", "16", "--n-eval", "4", "--out", str(tmp_path)]
+    train_latent_diffusion.main(args)
+    first_meta = read_metadata(tmp_path / "ldm_first_stage.safetensors")["metrics"]
+    assert first_meta["chosen"] in ("rec", "gan") and first_meta["n_test"] == 30
+    assert set(first_meta["val_judge_accuracy"]) == {"rec", "gan"}
+    first = load_weights(tmp_path / "ldm_first_stage.safetensors", FirstStage, FirstStageConfig)
+    assert first.cfg.latent_shape == (4, 8, 8) and float(first.scale) == pytest.approx(first_meta["scale"])
+    meta = read_metadata(tmp_path / "ldm_prior.safetensors")
+    assert meta["storage"] == "float16" and meta["metrics"]["diffusion"]["data"] == "latent"
+    assert meta["metrics"]["guidance"] in train_latent_diffusion.GUIDANCE and meta["metrics"]["n_eval"] == 4
+    prior = load_weights(tmp_path / "ldm_prior.safetensors", UNet, UNetConfig)
+    ldm = LatentDiffusion(first, prior, Diffusion(DiffusionConfig(**meta["metrics"]["diffusion"])))
+    assert ldm.sample(torch.tensor([0, 6]), steps=2, progress=False).shape == (2, 3, 32, 32)
+    train_latent_diffusion.main(args)     # finished runs: loaded and exported again, same weights
+    again = load_weights(tmp_path / "ldm_prior.safetensors", UNet, UNetConfig).state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in prior.state_dict().items())

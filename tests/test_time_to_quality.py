@@ -46,4 +46,19 @@ def test_ddpm_curve_scores_judge_fd_and_heldout_mse(ttq, tmp_path):
     assert point["n_samples"] == 6 and math.isfinite(point["fd_judge"]) and point["fd_judge"] > 0
     assert 0 < point["heldout_mse"] < 10
     assert result["setting"]["classes"] == ["airplane", "frog"]
-    assert "FD between 6 DDIM-50 samples" in (tmp_path / "out" / "ttq-ddpm-cpu-quick.md").read_text()
+    assert "FD and KID between 6 DDIM-50 samples" in (tmp_path / "out" / "ttq-ddpm-cpu-quick.md").read_text()
+    assert 0 <= point["class_acc"] <= 1 and math.isfinite(point["kid_judge"])
+
+
+@pytest.mark.parametrize("model", ["ldm", "peer-ddpm-pytorch", "peer-diffusers"])
+def test_latent_and_peer_curves_score_the_same_protocol(ttq, tmp_path, model):
+    args = [model, "--quick", "--minutes", "0", "--threads", "1", "--n-eval", "4",
+            "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs")]
+    first = ttq.main(args)
+    (point,) = first["points"]
+    assert point["n_samples"] == 4 and math.isfinite(point["fd_judge"]) and point["fd_judge"] > 0
+    assert ("class_acc" in point) == (model == "ldm")           # the peers are unconditional
+    second = ttq.main(args)                                       # resumes: one more interval
+    assert [p["steps"] for p in second["points"]] == [2, 4] and second["points"][0] == point
+    md = (tmp_path / "out" / f"ttq-{model}-cpu-quick.md").read_text()
+    assert "| 4 |" in md and "KID" in md

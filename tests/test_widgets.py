@@ -60,3 +60,42 @@ def test_interpolation_widget_follows_t(monkeypatch, cvae):
     before = now.value
     t.value = 0.0
     assert now.value != before
+
+
+def _latent_parts():
+    from cvae_lib.diffusion import Diffusion, DiffusionConfig
+    from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
+    from cvae_lib.models.unet import UNet, UNetConfig
+    torch.manual_seed(0)
+    first = FirstStage(FirstStageConfig(width=8, latent_channels=4, disc_width=8)).eval()
+    prior = UNet(UNetConfig.latent(in_channels=4, ch=16, num_classes=10)).eval()
+    return Diffusion(DiffusionConfig(T=50, null_label=10, data="latent")), prior, first
+
+
+def test_latent_scrubber_decodes_what_the_prior_predicts(monkeypatch):
+    diffusion, prior, first = _latent_parts()
+    x0 = torch.rand(2, 3, 32, 32)
+    tiles, mse = widgets._scrub_rows(diffusion, prior, x0, 30, torch.tensor([0, 6]), 0, first)
+    assert tiles.shape == (8, 3, 32, 32) and tiles.min() >= 0 and tiles.max() <= 1 and mse > 0
+    # columns 1 and 4: z_t and the predicted z0, both through the decoder (same noise, same seed)
+    z0 = first.encode_latent(x0)
+    out = diffusion.denoise_at(prior, z0, 30, torch.tensor([0, 6]),
+                               eps=torch.randn(z0.shape, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(tiles[0], first.decode_latent(out["xt"])[0])
+    torch.testing.assert_close(tiles[3], first.decode_latent(out["x0_hat"])[0])
+    monkeypatch.setenv("CVAE_STATIC_WIDGETS", "1")
+    from matplotlib.figure import Figure
+    fig = widgets.timestep_scrubber(diffusion, prior, x0, torch.tensor([0, 6]), first_stage=first)
+    assert isinstance(fig, Figure)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == widgets.LATENT_COLUMNS
+
+
+def test_latent_scrubber_widget_redraws_on_t(monkeypatch):
+    diffusion, prior, first = _latent_parts()
+    monkeypatch.setattr(widgets, "is_interactive", lambda: True)
+    box = widgets.timestep_scrubber(diffusion, prior, torch.rand(2, 3, 32, 32), torch.tensor([0, 6]),
+                                    first_stage=first)
+    slider, info, image = box.children[:3]
+    before = image.value
+    slider.value = 3
+    assert image.value != before and "decoded z_t" in info.value
