@@ -37,10 +37,10 @@
 # the judge rewards and punishes, measured on real images that were blurred, compressed or
 # reconstructed.
 #
-# | profile | run time (2-core CPU), with chapters 01-04 already run | samples per model |
+# | profile | run time (2-core CPU), with chapters 01-04 and 06 already run | samples per model |
 # |---|---|---|
-# | smoke | 11 s | 20 |
-# | cpu | 3.7 min (220 s, `make course` on an idle 2-core CPU) | 200 |
+# | smoke | 25 s | 20 |
+# | cpu | 5.0 min (299 s, `make course` on an idle 2-core CPU) | 200 |
 # | gpu | not measured yet | 2,000 |
 #
 # Exercise: `exercises/ex05_frechet.ipynb` (write the Frechet distance yourself).
@@ -528,6 +528,12 @@ save_table(calibration, "05_calibration", f"Profile `{P.name}`; {len(x_test)} te
 #   three sample metrics; about seven times more steps (the shipped DDPM) and guidance
 #   improved it further. The price is sampling: 50 U-Net calls per image, hundreds of times slower than
 #   one decoder call.
+# - **The VAE and the diffusion model work best together.** Latent diffusion (chapter 06), a
+#   diffusion prior over an adversarially trained autoencoder's latents, gave the best sample
+#   rows of the cpu-profile table: with guidance, FD about 45 and three samples in four called
+#   the right class by the judge, close to its first stage's ceiling (the judge's accuracy on
+#   its reconstructions, section 8), for about 30 CPU minutes of prior training. The calibration
+#   in section 8 shows why the first stage needed its adversarial term.
 # - **Everything generated is still far from real.** Real held-out images score an FD of about
 #   20 and a class accuracy near the judge's own; the best samples are several times further
 #   away. These are minutes of CPU training; the gpu profile exists to close that gap.

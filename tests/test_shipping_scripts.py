@@ -70,7 +70,7 @@ def test_latent_diffusion_script_ships_both_stages(tools, tmp_path):
     from cvae_lib.latent import LatentDiffusion
     from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
     args = ["--rec-epochs", "1", "--gan-epochs", "1", "--prior-epochs", "1", "--max-steps", "1",
-            "--batch-size", "4", "--prior-batch-size", "4", "--train-per-class", "3", "--width", "8",
+            "--batch-size", "4", "--prior-batch-size", "2", "--train-per-class", "3", "--width", "8",
             "--latent-channels", "4", "--prior-width", "16", "--n-eval", "4", "--out", str(tmp_path)]
     train_latent_diffusion.main(args)
     first_meta = read_metadata(tmp_path / "ldm_first_stage.safetensors")["metrics"]
@@ -81,6 +81,7 @@ def test_latent_diffusion_script_ships_both_stages(tools, tmp_path):
     meta = read_metadata(tmp_path / "ldm_prior.safetensors")
     assert meta["storage"] == "float16" and meta["metrics"]["diffusion"]["data"] == "latent"
     assert meta["metrics"]["guidance"] in train_latent_diffusion.GUIDANCE and meta["metrics"]["n_eval"] == 4
+    assert meta["metrics"]["batch_size"] == 2 and first_meta["batch_size"] == 4   # each stage's own batch
     prior = load_weights(tmp_path / "ldm_prior.safetensors", UNet, UNetConfig)
     ldm = LatentDiffusion(first, prior, Diffusion(DiffusionConfig(**meta["metrics"]["diffusion"])))
     assert ldm.sample(torch.tensor([0, 6]), steps=2, progress=False).shape == (2, 3, 32, 32)

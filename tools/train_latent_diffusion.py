@@ -42,7 +42,7 @@ from cvae_lib.profiles import get_profile
 from cvae_lib.train import EMA, History, TrainConfig, infer, load_or_train
 from cvae_lib.weights import load_weights, shipped
 
-GUIDANCE = (1.0, 1.5, 2.0, 3.0)   # classifier-free guidance weights tried; the lowest judge FD against
+GUIDANCE = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0)   # guidance weights tried; the lowest judge FD against
                                   # training images is shipped as the default (never chosen on test)
 
 
@@ -96,9 +96,10 @@ def train_first_stage(args, device, judge) -> FirstStage:
     return model
 
 
-def renamed(args, name: str) -> argparse.Namespace:
-    """The parsed arguments with another file name stem (ship() writes <out>/<name>.safetensors)."""
-    return argparse.Namespace(**{**vars(args), "name": name})
+def renamed(args, name: str, **changes) -> argparse.Namespace:
+    """The parsed arguments with another file name stem (ship() writes <out>/<name>.safetensors
+    and records batch_size) and other changed values."""
+    return argparse.Namespace(**{**vars(args), "name": name, **changes})
 
 
 def train_prior(args, device, judge, first: FirstStage) -> None:
@@ -145,7 +146,7 @@ def train_prior(args, device, judge, first: FirstStage) -> None:
                   "heldout_loss": diffusion.heldout_loss(shipped_prior, encode_set(first, check).x, check.y, seed=0)},
     }
     t = scores[best]["test"]
-    ship(shipped_prior, renamed(args, f"{args.name}_prior"), history, metrics,
+    ship(shipped_prior, renamed(args, f"{args.name}_prior", batch_size=args.prior_batch_size), history, metrics,
          f"prior: guidance {best} (chosen on training images): test judge FD {t['fd']:.1f}, "
          f"class accuracy {t['acc']:.1%} on {len(y)} samples", dtype=torch.float16)
 
