@@ -166,6 +166,8 @@ def main(argv=None) -> None:
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--n-eval", type=int, default=P.n_eval, help="samples for the judge metrics")
     args = p.parse_args(argv)
+    if args.epochs:
+        p.error("each stage has its own length: use --rec-epochs, --gan-epochs and --prior-epochs")
     device = start(args)
     judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
     if args.stage in ("first", "both"):
