@@ -76,6 +76,7 @@ def train_first_stage(args, device, judge) -> FirstStage:
     pair = test.subset(names)
     recon = infer(model, pair.images(), device=device)
     recon_all = infer(model, test.images(), device=device)
+    x_check = check_subset(None).images()                # the subset tests/test_shipped.py re-checks
     metrics = {
         "chosen": chosen, "val_judge_accuracy": {k: round(v[0], 4) for k, v in candidates.items()},
         "n_val": len(val), "scale": float(model.scale),
@@ -86,8 +87,7 @@ def train_first_stage(args, device, judge) -> FirstStage:
         "test_judge_accuracy_classes": round(judge_accuracy(judge, recon, pair.y, device), 4),
         "real_judge_accuracy_classes": round(judge_accuracy(judge, pair.images(), pair.y, device), 4),
         "check": {"n_per_class": CHECK_PER_CLASS, "seed": 0,
-                  "psnr": float(psnr(check_subset(None).images(),
-                                     infer(model, check_subset(None).images(), device=device)).mean())},
+                  "psnr": float(psnr(x_check, infer(model, x_check, device=device)).mean())},
     }
     ship(model, renamed(args, f"{args.name}_first_stage"), history, metrics,
          f"first stage ({chosen}): test PSNR {metrics['test_psnr']:.2f} dB, judge accuracy on reconstructions "

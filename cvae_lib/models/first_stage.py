@@ -179,8 +179,8 @@ def first_stage_loss(model: FirstStage, x: torch.Tensor, y: torch.Tensor | None 
     Returns (loss, {"rec", "kl", "mse", and with adversarial "g", "d", "lambda"}).
     """
     cfg = model.cfg
-    x = x * 2 - 1                                                     # [0, 1] -> [-1, 1]
-    mu, logvar = model.posterior((x + 1) / 2)
+    mu, logvar = model.posterior(x)
+    x = x * 2 - 1                                                     # [0, 1] -> [-1, 1], as x_hat
     z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)              # reparameterisation
     feats = model.decoder(z)
     x_hat = model.head(feats)                                         # (B, 3, 32, 32), unclamped
