@@ -1,6 +1,6 @@
 # The course's commands. `make course` and `make test` are all a new user needs.
 #   make course   create the environment if needed, then run every notebook headless (build/)
-#   make test     unit tests + every notebook and solution under nbval, smoke profile
+#   make test     the linter (ruff), unit tests + every notebook and solution under nbval, smoke profile
 #   make lab      open JupyterLab on the course
 #   make notebooks  rebuild .ipynb files and exercises from their .py sources
 #   make lock     re-pin requirements-lock.txt from the current environment
@@ -53,6 +53,7 @@ course: env data
 	$(BIN)/python tools/run_course.py
 
 test: env $(TEST_STAMP) data
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest --nbval-lax tests notebooks solutions
 
 lab: env data

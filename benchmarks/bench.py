@@ -292,7 +292,8 @@ def _lucidrains_ddim(wrapper, n):
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    lines = [f"Machine: {m['device']}" + (f" ({m['gpu']})" if "gpu" in m else f" ({m['processor']}, {m['cpu_threads']} threads)")
+    where = f" ({m['gpu']})" if "gpu" in m else f" ({m['processor']}, {m['cpu_threads']} threads)"
+    lines = [f"Machine: {m['device']}" + where
              + f", torch {m['torch']}, autocast {m['autocast']}.",
              f"MFU against a peak of {m['peak_tflops']:.3g} TFLOP/s ({m['peak_source']})." if m.get("peak_tflops")
              else f"No MFU: {m.get('peak_source', 'peak unknown')}.", "",

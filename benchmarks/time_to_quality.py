@@ -62,10 +62,10 @@ from train_ddpm import chapter04_unet  # noqa: E402  (the U-Net chapter 04 build
 from cvae_lib.data import cache_dir, load_cifar10  # noqa: E402
 from cvae_lib.diffusion import Diffusion, DiffusionConfig  # noqa: E402
 from cvae_lib.latent import LatentDiffusion, encode_set  # noqa: E402
-from cvae_lib.metrics import frechet_distance, judge_scores  # noqa: E402
-from cvae_lib.models.first_stage import FirstStage, FirstStageConfig  # noqa: E402
+from cvae_lib.metrics import judge_scores  # noqa: E402
 from cvae_lib.models.classifier import Classifier, ClassifierConfig  # noqa: E402
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss  # noqa: E402
+from cvae_lib.models.first_stage import FirstStage, FirstStageConfig  # noqa: E402
 from cvae_lib.models.unet import UNet, UNetConfig  # noqa: E402
 from cvae_lib.profiles import get_profile  # noqa: E402
 from cvae_lib.runtime import describe, pick_device, seed_everything  # noqa: E402
@@ -162,7 +162,8 @@ def _ldm(args, device, P):
         return {**_scores(judge, x, y_gen, feats_test, True), "n_test": len(test)}
     return model, diffusion.train_loss, latents, cfg, ema, score, {
         "model_config": asdict(model.cfg), "diffusion": asdict(diffusion.cfg), "classes": classes,
-        "ema_decay": args.ema_decay, "first_stage_minutes": read_metadata(shipped("ldm_first_stage"))["metrics"]["train_seconds"] / 60}
+        "ema_decay": args.ema_decay,
+        "first_stage_minutes": read_metadata(shipped("ldm_first_stage"))["metrics"]["train_seconds"] / 60}
 
 
 def _peer_ddpm_pytorch(args, device, P):
@@ -181,7 +182,8 @@ def _peer_ddpm_pytorch(args, device, P):
             x = torch.cat([ema.model.eval().sample(batch_size=len(yb)).float().cpu() for yb in y_gen.split(500)])
         return {**_scores(judge, x, y_gen, feats_test, False), "n_test": len(test)}
     return model, (lambda m, x, y: m(x)), train, cfg, ema, score, {
-        "peer": "denoising-diffusion-pytorch GaussianDiffusion defaults, Trainer optimiser defaults", "classes": classes}
+        "peer": "denoising-diffusion-pytorch GaussianDiffusion defaults, Trainer optimiser defaults",
+        "classes": classes}
 
 
 class _DiffusersEps(torch.nn.Module):
@@ -292,7 +294,8 @@ def markdown(result: dict) -> str:
         return head + "\n".join(rows) + f"\n\nBits/dim on {n} test images (ELBO bound).\n"
     n, nt = (pts[-1]["n_samples"], pts[-1]["n_test"]) if pts else (0, 0)
     cols = [(k, label, fmt) for k, label, fmt in (("fd_judge", "FD (judge)", ".1f"), ("kid_judge", "KID", ".3f"),
-                                                  ("class_acc", "class acc", ".1%"), ("heldout_mse", "held-out MSE", ".4f"))
+                                                  ("class_acc", "class acc", ".1%"),
+                                                  ("heldout_mse", "held-out MSE", ".4f"))
             if pts and all(k in p for p in pts)]
     rows = ["| steps | training minutes | " + " | ".join(c[1] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
     rows += [f"| {p['steps']} | {p['train_minutes']:.2f} | " + " | ".join(format(p[k], f) for k, _, f in cols) + " |"
@@ -327,7 +330,8 @@ def main(argv=None) -> dict:
     p.add_argument("--minutes", type=float, default=15.0, help="training-time budget (default 15)")
     p.add_argument("--eval-steps", type=int, default=None,
                    help="steps between scores (default: 390 on a GPU, 400 on a CPU; 2 with --quick)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 128 on a GPU / 32 (vae), the profile's (ddpm)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default: 128 on a GPU / 32 (vae), the profile's (ddpm)")
     p.add_argument("--test-per-class", type=int, default=None, help="test images per class (default: all 1,000)")
     p.add_argument("--n-eval", type=int, default=None, help="ddpm: samples per FD (default: the profile's n_eval)")
     p.add_argument("--ema-decay", type=float, default=0.999)

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CLASSES", "DataError", "ImageSet", "TensorSet", "load_cifar10", "random_translate", "cache_dir", "find_root",
+__all__ = ["CLASSES", "DataError", "ImageSet", "TensorSet", "load_cifar10", "random_translate", "cache_dir",
+           "find_root",
            "to_float"]
 
 CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
@@ -74,11 +75,11 @@ class ImageSet:
     def device(self) -> torch.device:
         return self.x.device
 
-    def to(self, device: torch.device | str) -> "ImageSet":
+    def to(self, device: torch.device | str) -> ImageSet:
         """The same set on `device` (a no-op if it is already there)."""
         return ImageSet(self.x.to(device), self.y.to(device), self.classes)
 
-    def take(self, idx: torch.Tensor) -> "ImageSet":
+    def take(self, idx: torch.Tensor) -> ImageSet:
         """The images at positions `idx` (a 1-D index tensor)."""
         idx = idx.to(self.x.device)
         return ImageSet(self.x[idx], self.y[idx], self.classes)
@@ -88,7 +89,7 @@ class ImageSet:
         return to_float(self.x[:n])
 
     def subset(self, classes: Sequence[str | int] | None = None, n_per_class: int | None = None,
-               seed: int = 0) -> "ImageSet":
+               seed: int = 0) -> ImageSet:
         """Keep only `classes` (names or ids) and at most `n_per_class` images of each.
 
         The `n_per_class` images are a seeded random choice, so the same seed gives the same
@@ -107,7 +108,7 @@ class ImageSet:
             keep.append(members[:n_per_class] if n_per_class is not None else members)
         return self.take(torch.cat(keep))
 
-    def split(self, n_val_per_class: int, seed: int = 0) -> tuple["ImageSet", "ImageSet"]:
+    def split(self, n_val_per_class: int, seed: int = 0) -> tuple[ImageSet, ImageSet]:
         """A stratified (train, validation) split: `n_val_per_class` of each class go to validation.
 
         Validation is carved from the training split, so the test split is never used to
@@ -199,10 +200,10 @@ class TensorSet:
     def device(self) -> torch.device:
         return self.x.device
 
-    def to(self, device: torch.device | str) -> "TensorSet":
+    def to(self, device: torch.device | str) -> TensorSet:
         return TensorSet(self.x.to(device), self.y.to(device), self.classes)
 
-    def take(self, idx: torch.Tensor) -> "TensorSet":
+    def take(self, idx: torch.Tensor) -> TensorSet:
         idx = idx.to(self.x.device)
         return TensorSet(self.x[idx], self.y[idx], self.classes)
 

@@ -153,7 +153,8 @@ def write_gradebook(rows: list[Row], out: Path) -> tuple[Path, Path]:
     for student, exercise in keys:
         mine = [r for r in rows if r.student == student and r.exercise == exercise and r.check != "(notebook)"]
         extra = [r for r in rows if r.student == student and r.exercise == exercise and r.check == "(notebook)"]
-        bad = [f"{r.check} ({r.status})" for r in mine if r.status != "passed"] + [f"notebook: {r.message}" for r in extra]
+        bad = ([f"{r.check} ({r.status})" for r in mine if r.status != "passed"]
+               + [f"notebook: {r.message}" for r in extra])
         lines.append(f"| {student} | {exercise} | {sum(r.status == 'passed' for r in mine)} | {len(mine)} | "
                      f"{'; '.join(bad).replace('|', '/') or '-'} |")
     md_path.write_text("\n".join(lines) + "\n")

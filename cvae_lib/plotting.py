@@ -5,7 +5,7 @@ Images are float tensors (B, 3, H, W) in [0, 1] (clipped for display) or uint8 i
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import torch

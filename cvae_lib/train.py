@@ -18,9 +18,9 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

@@ -51,7 +51,8 @@ def _sums(folder: Path) -> dict[str, str]:
     sums = folder / SUMS
     if not sums.exists():
         return {}
-    return {name: digest for digest, name in (line.split(maxsplit=1) for line in sums.read_text().splitlines() if line.strip())}
+    pairs = (line.split(maxsplit=1) for line in sums.read_text().splitlines() if line.strip())
+    return {name: digest for digest, name in pairs}
 
 
 def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None,
@@ -107,7 +108,11 @@ def load_weights(path: str | os.PathLike, model_cls: type[nn.Module], config_cls
         raise WeightsError(f"no shipped weights at {path}; train the model instead (load_or_train).")
     if verify:
         expected = _sums(path.parent).get(path.name)
-        if expected is None or expected != sha256(path):
+        if expected is None:
+            raise WeightsError(f"{path.name} has no checksum in {path.parent / SUMS}, so it cannot be "
+                               f"verified: copy the SHA256SUMS line that export_weights wrote with it, "
+                               f"or pass verify=False for a file you trust.")
+        if expected != sha256(path):
             raise WeightsError(f"{path} does not match its checksum in {path.parent / SUMS}: the file is "
                                f"corrupt or was replaced. Restore it from the repository (git checkout).")
     meta = read_metadata(path)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -125,7 +125,8 @@ def latent_explorer(decode: Decode, mu: torch.Tensor, n_directions: int = 4,
     return W.HBox([controls, image])
 
 
-def interpolation_explorer(encode: Callable[[torch.Tensor], torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
+def interpolation_explorer(encode: Callable[[torch.Tensor], torch.Tensor],
+                           decode: Callable[[torch.Tensor], torch.Tensor],
                            images: torch.Tensor, steps: int = 8):
     """Pick two of `images` (N, 3, 32, 32) and slide from one's code to the other's.
 

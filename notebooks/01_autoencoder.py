@@ -46,7 +46,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 # %%
 import torch
 
-from cvae_lib.data import CLASSES, load_cifar10
+from cvae_lib.data import load_cifar10
 from cvae_lib.profiles import get_profile
 from cvae_lib.runtime import pick_device, seed_everything
 from cvae_lib.train import run_dir

@@ -165,7 +165,7 @@ print(f"trained {len(history)} epochs in {history.seconds:.0f} s")
 # %%
 import matplotlib.pyplot as plt
 
-from cvae_lib.plotting import loss_curves, reconstructions, save_figure, show_images
+from cvae_lib.plotting import reconstructions, save_figure, show_images
 
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
 for ax, key, title in zip(axes, ["rec", "kl", "bpd"], ["reconstruction -log p(x|z), nats",

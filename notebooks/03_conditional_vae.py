@@ -244,7 +244,6 @@ print(f"spread of the images across rows: uniform {grids['uniform'].reshape(10, 
 # images, and the dropdown decodes the same $z$ as another class.
 
 # %%
-from cvae_lib.train import infer
 from cvae_lib.widgets import interpolation_explorer, latent_explorer
 
 x_probe, y_probe = test.images(500), test.y[:500]

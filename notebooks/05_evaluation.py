@@ -54,7 +54,6 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
     sys.path.insert(0, "/content/cvae-course")  # importable in this kernel without a restart
 
 # %%
-import math
 import time
 
 import torch

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cvae_lib import data
-from cvae_lib.data import CLASSES, DataError, ImageSet, load_cifar10
+from cvae_lib.data import DataError, ImageSet, load_cifar10
 
 
 def test_loads_image_folder_in_canonical_order(image_folder):

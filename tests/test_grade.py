@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from cvae_lib.grade import grade, main
+from cvae_lib.grade import main
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "ex01_autoencoder.ipynb"

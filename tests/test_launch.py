@@ -37,7 +37,8 @@ def _run_setup(monkeypatch, on_colab: bool, installed: bool) -> list[list[str]]:
     import importlib.util
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: (real(name, *a) if installed else None) if name == "cvae_lib" else real(name, *a))
+                        lambda name, *a: (real(name, *a) if installed else None)
+                        if name == "cvae_lib" else real(name, *a))
     monkeypatch.setattr(sys, "path", list(sys.path))
     exec(build_notebooks.SETUP_CELL, {})
     return calls

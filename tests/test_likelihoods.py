@@ -5,9 +5,16 @@ import pytest
 import torch
 
 from cvae_lib.metrics import bits_per_dim
-from cvae_lib.models.likelihoods import (LIKELIHOODS, discretized_gaussian_logp,
-                                         discretized_logistic_logp, kl_normal, make_likelihood,
-                                         negative_elbo, reparameterize, soft_clamp)
+from cvae_lib.models.likelihoods import (
+    LIKELIHOODS,
+    discretized_gaussian_logp,
+    discretized_logistic_logp,
+    kl_normal,
+    make_likelihood,
+    negative_elbo,
+    reparameterize,
+    soft_clamp,
+)
 
 LEVELS = torch.arange(256, dtype=torch.float64) * 2 / 255 - 1   # the 256 pixel levels in [-1, 1]
 
@@ -19,7 +26,8 @@ def test_kl_of_standard_normal_against_itself_is_zero():
 
 def test_analytic_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
-    mu, logvar = torch.randn(64, generator=g, dtype=torch.float64), 2 * torch.randn(64, generator=g, dtype=torch.float64)
+    mu = torch.randn(64, generator=g, dtype=torch.float64)
+    logvar = 2 * torch.randn(64, generator=g, dtype=torch.float64)
     q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
     p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
     torch.testing.assert_close(kl_normal(mu, logvar), torch.distributions.kl_divergence(q, p))

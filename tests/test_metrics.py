@@ -1,8 +1,6 @@
 """Metrics: PSNR and SSIM against references, Frechet distance and KID math, FID without weights."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -95,6 +93,6 @@ def test_ssim_with_the_wrong_data_range_is_near_one_for_unrelated_images():
 
 
 def test_markdown_table_fills_missing_values():
-    from cvae_lib.plotting import markdown_table, save_table
+    from cvae_lib.plotting import markdown_table
     rows = [{"model": "a", "FD": 1.5}, {"model": "b", "FD": None}]
     assert markdown_table(rows).splitlines() == ["| model | FD |", "|---|---|", "| a | 1.5 |", "| b | n/a |"]

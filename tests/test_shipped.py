@@ -7,13 +7,12 @@ is recomputed here. Needs the CIFAR-10 test split (CVAE_DATA_DIR; `make test` se
 from __future__ import annotations
 
 import pytest
-import torch
 
 from cvae_lib.data import load_cifar10
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
-from cvae_lib.models.classifier import Classifier, ClassifierConfig
 from cvae_lib.latent import encode_set
 from cvae_lib.metrics import psnr
+from cvae_lib.models.classifier import Classifier, ClassifierConfig
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
 from cvae_lib.models.unet import UNet, UNetConfig

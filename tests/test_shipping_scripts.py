@@ -67,6 +67,7 @@ def test_vae_script_ships_chapter02_vae_on_all_classes(tools, tmp_path):
 
 def test_latent_diffusion_script_ships_both_stages(tools, tmp_path):
     import train_latent_diffusion
+
     from cvae_lib.latent import LatentDiffusion
     from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
     args = ["--rec-epochs", "1", "--gan-epochs", "1", "--prior-epochs", "1", "--max-steps", "1",

@@ -6,8 +6,7 @@ import torch
 
 from cvae_lib.data import ImageSet
 from cvae_lib.models.ae import AEConfig, Autoencoder, ae_loss
-from cvae_lib.train import (EMA, CheckpointError, TrainConfig, fit, load_checkpoint, load_model,
-                            load_or_train)
+from cvae_lib.train import EMA, CheckpointError, TrainConfig, fit, load_checkpoint, load_model, load_or_train
 
 CFG = AEConfig(latent_dim=8, width=8)
 
@@ -153,13 +152,11 @@ def test_nan_loss_is_explained(tmp_path):
 
 def test_early_stopping_restores_best_weights():
     """With a huge learning rate the validation loss rises; training stops and keeps epoch 1."""
-    snapshots = []
     def spy_loss(model, x, y):
         return ae_loss(model, x, y)
     torch.manual_seed(0)
     model = Autoencoder(CFG)
     val = toy_set(20, 1)
-    calls = {"epoch_end": []}
     h = fit(model, spy_loss, toy_set(), tcfg(epochs=10, lr=0.5, early_stopping=2), val=val, device="cpu")
     best = min(range(len(h)), key=lambda i: h["val_loss"][i])
     assert h.stopped_early and h.best_epoch == best + 1 and len(h) == h.best_epoch + 2

@@ -8,6 +8,7 @@ from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.models.unet import UNet, UNetConfig, timestep_embedding
 from cvae_lib.train import load_model, save_checkpoint
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Convolutions on a busy 2-core machine run many times slower with 2 OpenMP threads than with 1."""

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
+from cvae_lib.data import ImageSet
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
 from cvae_lib.train import TrainConfig, fit, load_model
-from cvae_lib.data import ImageSet
 
 SMALL = dict(width=8, hidden=32, latent_dim=4)
 

@@ -18,10 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import tomllib
-
 import jupytext
 import nbformat
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 # The GitHub repository the badges point at: change it in pyproject.toml ([project.urls]) in a fork.
@@ -78,7 +77,7 @@ def with_launchers(nb: nbformat.NotebookNode, path: str) -> nbformat.NotebookNod
     """
     nb = nbformat.from_dict(nb)
     md = next(c for c in nb.cells if c.cell_type == "markdown")
-    lines = [l for l in md.source.splitlines() if "colab-badge.svg" not in l]
+    lines = [line for line in md.source.splitlines() if "colab-badge.svg" not in line]
     title = lines[:1] if lines and lines[0].startswith("#") else []
     rest = lines[len(title):]
     while rest and not rest[0].strip():

@@ -17,8 +17,8 @@ results travel as JSON (mimetype `CHECK_MIME`) in the cell output, which the gra
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -91,7 +91,8 @@ _ICON = {"passed": "✓ passed", "failed": "✗ FAILED", "not implemented": "…
 def _report(exercise: str, results: list[CheckResult]) -> None:
     lines = [f"Checking {exercise}:"]
     for r in results:
-        lines.append(f"  {_ICON[r.status]:<22} {r.prop}" + (f"\n{'':26}{r.message}" if r.message and r.status != "passed" else ""))
+        why = f"\n{'':26}{r.message}" if r.message and r.status != "passed" else ""
+        lines.append(f"  {_ICON[r.status]:<22} {r.prop}" + why)
     text = "\n".join(lines)
     try:
         from IPython import get_ipython

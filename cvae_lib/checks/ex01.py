@@ -29,7 +29,8 @@ def check_psnr(psnr) -> list:
 
     def not_batch_mean():
         expect_close(psnr(x, mixed), reference_psnr(x, mixed), atol=1e-3,
-                     what="per-image PSNR when images have different errors (average the MSE per image, not over the batch)")
+                     what="per-image PSNR when images have different errors "
+                          "(average the MSE per image, not over the batch)")
 
     def symmetric():
         expect_close(psnr(noisy, x), psnr(x, noisy), what="psnr(a, b) vs psnr(b, a)")

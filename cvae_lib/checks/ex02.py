@@ -45,7 +45,8 @@ def check_reparameterize(reparameterize) -> list:
 def check_kl_normal(kl_normal) -> list:
     """`kl_normal(mu, logvar)` -> KL(N(mu, exp(logvar)) || N(0, 1)) per element, in nats."""
     g = torch.Generator().manual_seed(1)
-    mu, logvar = torch.randn(5, 6, generator=g, dtype=torch.float64), torch.randn(5, 6, generator=g, dtype=torch.float64)
+    mu = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    logvar = torch.randn(5, 6, generator=g, dtype=torch.float64)
 
     def shape():
         expect_shape(kl_normal(mu, logvar), (5, 6))

@@ -1,8 +1,6 @@
 """Checks for exercise 03 (conditional VAE): label conditioning, the class grid, fixing the noise."""
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..models.cvae import CVAE, CVAEConfig

@@ -37,7 +37,7 @@ class UNetConfig:
     resolution: int = 32                      # input side in pixels
 
     @classmethod
-    def paper(cls, num_classes: int | None = None) -> "UNetConfig":
+    def paper(cls, num_classes: int | None = None) -> UNetConfig:
         """Ho et al. 2020's CIFAR-10 model: ch 128, mults (1, 2, 2, 2), 2 blocks, attention at
         16x16, dropout 0.1, GroupNorm(32): 35.7M parameters unconditional."""
         return cls(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
@@ -45,7 +45,7 @@ class UNetConfig:
 
     @classmethod
     def latent(cls, in_channels: int = 8, resolution: int = 8, num_classes: int | None = 10,
-               ch: int = 64) -> "UNetConfig":
+               ch: int = 64) -> UNetConfig:
         """The prior of chapter 06's latent diffusion: an (in_channels, 8, 8) latent grid, three
         levels at 8x8, 4x4 and 2x2 (ch, 2ch, 2ch), two blocks each, attention at 4x4: 6.5M
         parameters at ch = 64, trained at the same images/s on a CPU as chapter 04's 0.28M
