@@ -21,8 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .files import atomic_write
+
 __all__ = ["CLASSES", "DataError", "ImageSet", "TensorSet", "load_cifar10", "random_translate", "cache_dir",
-           "find_root",
+           "find_root", "to_unit", "from_unit",
            "to_float"]
 
 CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
@@ -38,6 +40,16 @@ class DataError(RuntimeError):
 def cache_dir() -> Path:
     """Where decoded arrays and downloads go: `$CVAE_CACHE_DIR` or `~/.cache/cvae_lib`."""
     return Path(os.environ.get("CVAE_CACHE_DIR") or Path.home() / ".cache" / "cvae_lib")
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] (a model's or the diffusion process's scale) -> [0, 1], clamped."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def from_unit(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] -> [-1, 1], the centred scale models and the diffusion process use."""
+    return x * 2 - 1
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -264,10 +276,8 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None, *,
         return ImageSet(blob["x"], blob["y"])
     data = _decode(files)
     if cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"x": data.x, "y": data.y}, tmp)
-        os.replace(tmp, cache_file)  # atomic: a crash never leaves a half-written cache
+        with atomic_write(cache_file) as tmp:  # a crash never leaves a half-written cache
+            torch.save({"x": data.x, "y": data.y}, tmp)
     return data
 
 

@@ -32,6 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import from_unit, to_unit  # the image-range helpers, re-exported for chapter 04
+from .runtime import eval_mode
+
 __all__ = ["DiffusionConfig", "Diffusion", "beta_schedule", "ddim_timesteps", "to_unit",
            "from_unit"]
 
@@ -49,16 +52,6 @@ class DiffusionConfig:
     p_uncond: float = 0.1          # training: probability of replacing y by null_label (CFG)
     clip_x0: bool | None = None    # sampling: clamp the predicted x0 to [-1, 1]; None: for images only
     data: str = "image"            # what x0 is: "image" (in [-1, 1] inside) | "latent" (unbounded)
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> [0, 1] (clamped)."""
-    return ((x + 1) / 2).clamp(0, 1)
-
-
-def from_unit(x: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] -> [-1, 1]."""
-    return x * 2 - 1
 
 
 def beta_schedule(kind: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -86,7 +79,14 @@ def beta_schedule(kind: str, T: int, beta_start: float = 1e-4, beta_end: float =
 
 def ddim_timesteps(T: int, steps: int) -> torch.Tensor:
     """`steps` timesteps from T-1 down to 0, evenly spaced (int64, descending), e.g. T=1000,
-    steps=4 -> [999, 666, 333, 0]. steps == T gives every timestep."""
+    steps=4 -> [999, 666, 333, 0]. steps == T gives every timestep.
+
+    The spacing is round(linspace(T - 1, 0, steps)): diffusers' timestep_spacing="linspace",
+    value for value, except at exact half-integer ties (e.g. T=250, steps=55: 207.5 -> 208
+    here, 207 there; float rounding picks the neighbour) and for steps=1 ([T - 1] here, [0]
+    there). The gaps, about (T - 1) / (steps - 1), need not be equal nor equal to T // steps;
+    the samplers step from each listed timestep to the next one (see `ddim_step`).
+    """
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in 1..{T}, got {steps}")
     if steps == 1:
@@ -205,8 +205,9 @@ class Diffusion(nn.Module):
             eps = eps_theta(xt, t, null) + w * (eps_theta(xt, t, y) - eps_theta(xt, t, null))
 
         w = guidance: 1 is the plain conditional model, 0 the unconditional one, w > 1 pushes
-        samples towards the class (Ho & Salimans' w is our w - 1). Both predictions come from one
-        forward pass of a doubled batch.
+        samples towards the class. Our w is Ho & Salimans' w plus one (their Eq. 6 reads
+        (1 + w) eps_cond - w eps_uncond), and equals diffusers' guidance_scale. Both predictions
+        come from one forward pass of a doubled batch.
         """
         if y is None or guidance == 1.0:
             return model(xt, t, y)
@@ -249,6 +250,14 @@ class Diffusion(nn.Module):
             sigma  = eta * sqrt((1 - ab_prev) / (1 - ab)) * sqrt(1 - ab / ab_prev)   (Eq. 16)
 
         eta = 0 is the deterministic DDIM; eta = 1 with every step is DDPM with beta_tilde.
+
+        The samplers pass t_prev = the next timestep of `ddim_timesteps` (-1 after the last):
+        DDIM is defined on any sub-sequence of timesteps (Song et al., Sec. 4.2), and stepping
+        to the next listed one leaves x at exactly the noise level of the timestep the model is
+        asked about next, whatever the gaps. diffusers' DDIMScheduler.step assumes even gaps:
+        it goes to t - T // steps, the next listed timestep only on its "leading" and "trailing"
+        lists; on the "linspace" list (T=1000, 10 steps: 999, 888, ...) it goes 999 -> 899 and
+        then asks the model about 888. Where the gaps are even the two trajectories coincide.
         """
         tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
         ab = _at(self.alpha_bar, tt)
@@ -298,10 +307,7 @@ class Diffusion(nn.Module):
 
         if device is None:
             device = next(model.parameters()).device if isinstance(model, nn.Module) else "cpu"
-        was_training = getattr(model, "training", False)
-        if isinstance(model, nn.Module):
-            model.eval()
-        try:
+        with eval_mode(model):
             x = torch.randn((n, *shape), generator=generator, device=device)  # x_T ~ N(0, I)
             y = y.to(device) if y is not None else None
             for i, t in enumerate(tqdm(ts, desc=desc, leave=False, disable=not progress)):
@@ -309,9 +315,6 @@ class Diffusion(nn.Module):
                 tt = torch.full((n,), t, device=device, dtype=torch.long)
                 eps = self.guided_eps(model, x, tt, y, guidance)
                 x = update(eps, t, t_prev, x)
-        finally:
-            if isinstance(model, nn.Module):
-                model.train(was_training)
         return self.from_process(x)
 
     @torch.no_grad()
@@ -326,12 +329,8 @@ class Diffusion(nn.Module):
         tt = torch.full((x0.shape[0],), t, device=x0.device, dtype=torch.long)
         eps = torch.randn_like(x0) if eps is None else eps
         xt = self.add_noise(x0, tt, eps)
-        was_training = getattr(model, "training", False)
-        if isinstance(model, nn.Module):
-            model.eval()
-        eps_hat = self.guided_eps(model, xt, tt, y, guidance)
-        if isinstance(model, nn.Module):
-            model.train(was_training)
+        with eval_mode(model):
+            eps_hat = self.guided_eps(model, xt, tt, y, guidance)
         return {"xt": xt, "eps": eps, "eps_hat": eps_hat, "x0_hat": self.predict_x0(xt, tt, eps_hat)}
 
     @torch.no_grad()
@@ -347,17 +346,13 @@ class Diffusion(nn.Module):
         g = torch.Generator().manual_seed(seed)
         t = torch.randint(0, self.T, (x.shape[0],), generator=g)
         eps = torch.randn(x.shape, generator=g)
-        was_training = getattr(model, "training", False)
-        if isinstance(model, nn.Module):
-            model.eval()
         device = self.beta.device
         total = 0.0
-        for i in range(0, x.shape[0], batch_size):
-            sl = slice(i, i + batch_size)
-            tt, ee = t[sl].to(device), eps[sl].to(device)
-            xt = self.add_noise(self.to_process(x[sl].to(device)), tt, ee)
-            yy = None if (y is None or self.cfg.null_label is None) else y[sl].to(device)
-            total += F.mse_loss(model(xt, tt, yy).float(), ee, reduction="sum").item()
-        if isinstance(model, nn.Module):
-            model.train(was_training)
+        with eval_mode(model):
+            for i in range(0, x.shape[0], batch_size):
+                sl = slice(i, i + batch_size)
+                tt, ee = t[sl].to(device), eps[sl].to(device)
+                xt = self.add_noise(self.to_process(x[sl].to(device)), tt, ee)
+                yy = None if (y is None or self.cfg.null_label is None) else y[sl].to(device)
+                total += F.mse_loss(model(xt, tt, yy).float(), ee, reduction="sum").item()
         return total / x.numel()

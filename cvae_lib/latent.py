@@ -20,6 +20,7 @@ from torch import nn
 from .data import ImageSet, TensorSet
 from .diffusion import Diffusion
 from .models.first_stage import FirstStage
+from .runtime import eval_mode
 
 __all__ = ["encode_set", "LatentDiffusion"]
 
@@ -29,16 +30,12 @@ def encode_set(first_stage: FirstStage, data: ImageSet, *, mirror: bool = False,
                batch_size: int = 500) -> TensorSet:
     """The scaled latents of every image in `data` (and, with `mirror`, of its mirror image
     after them: the flip augmentation, done on the images): TensorSet (N or 2N, C, h, w) on CPU."""
-    was_training = first_stage.training
-    first_stage.eval()
     device = first_stage.scale.device
-    try:
+    with eval_mode(first_stage):
         x = data.images()                                              # (N, 3, 32, 32) in [0, 1]
         views = [x, x.flip(3)] if mirror else [x]
         z = torch.cat([first_stage.encode_latent(b.to(device)).float().cpu()
                        for v in views for b in v.split(batch_size)])   # (N * views, C, h, w)
-    finally:
-        first_stage.train(was_training)
     return TensorSet(z, data.y.cpu().repeat(len(views)), data.classes)
 
 

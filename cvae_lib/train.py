@@ -15,18 +15,21 @@ uninterrupted run. Checkpoints are plain tensors and numbers, loaded with weight
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .configs import config_dict, config_from_dict, upgrade_config
 from .data import ImageSet, TensorSet
-from .runtime import autocast, maybe_compile, pick_device
+from .files import atomic_write
+from .runtime import autocast, eval_mode, maybe_compile, optimizer_flags, pick_device, unwrap, use_channels_last
 
 __all__ = ["TrainConfig", "History", "EMA", "CheckpointError", "fit", "evaluate", "infer", "run_dir",
            "load_or_train", "load_checkpoint", "load_model", "save_checkpoint", "unwrap"]
@@ -127,14 +130,7 @@ class EMA:
         self.updates = int(state["updates"])
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The original module behind a `torch.compile` wrapper (its state_dict has no prefixes)."""
-    return getattr(model, "_orig_mod", model)
-
-
-def _config_of(model: nn.Module) -> dict | None:
-    cfg = getattr(unwrap(model), "cfg", None)
-    return asdict(cfg) if is_dataclass(cfg) else None
+_config_of = config_dict
 
 
 def _normalise(d: dict) -> dict:
@@ -146,14 +142,8 @@ def _normalise(d: dict) -> dict:
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """Write `state` to `path` atomically: a temporary file, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -176,9 +166,10 @@ def _check_matches(state: dict, model: nn.Module, path: Path) -> None:
     if state["model_class"] != name:
         raise CheckpointError(f"{path} holds a {state['model_class']}, not a {name}: use another "
                               f"checkpoint path or delete the file.")
-    if cfg is not None and _normalise(state["model_config"] or {}) != _normalise(cfg):
-        diff = {k: (state["model_config"].get(k), v) for k, v in cfg.items()
-                if _normalise({k: state["model_config"].get(k)}) != _normalise({k: v})}
+    stored = upgrade_config(type(unwrap(model).cfg), state["model_config"] or {}) if cfg is not None else {}
+    if cfg is not None and _normalise(stored) != _normalise(cfg):
+        diff = {k: (stored.get(k), v) for k, v in cfg.items()
+                if _normalise({k: stored.get(k)}) != _normalise({k: v})}
         raise CheckpointError(f"{path} was trained with another config; differing fields "
                               f"(checkpoint, this model): {diff}. Use a new checkpoint path for "
                               f"the new config, or delete the old file to retrain.")
@@ -193,8 +184,7 @@ def load_model(path: str | os.PathLike, model_cls: type[nn.Module], config_cls: 
     state = load_checkpoint(path)
     if state["model_class"] != model_cls.__name__:
         raise CheckpointError(f"{path} holds a {state['model_class']}, not a {model_cls.__name__}")
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in state["model_config"].items()}
-    model = model_cls(config_cls(**fields))
+    model = model_cls(config_from_dict(config_cls, state["model_config"]))
     weights = state["ema"]["weights"] if ema and state.get("ema") is not None else state["model"]
     model.load_state_dict(weights)
     return model.eval()
@@ -203,7 +193,7 @@ def load_model(path: str | os.PathLike, model_cls: type[nn.Module], config_cls: 
 # ----------------------------------------------------------------------------- the loop
 
 def _make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    fused = {"fused": True} if device.type == "cuda" else {}
+    fused = optimizer_flags(device, cfg.optimizer)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adamw":
@@ -262,24 +252,22 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, batc
     The global RNG is seeded with `seed` for the duration and then restored, so stochastic
     losses (a VAE's sampled z, a diffusion model's random t) give the same number every call.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     rng = torch.get_rng_state()
     torch.manual_seed(seed)
     totals: dict[str, float] = {}
     n = 0
     try:
-        for x, y in data.to(device).batches(batch_size, shuffle=False):
-            with autocast(device, amp):
-                loss, terms = _split_loss(loss_fn(model, x, y))
-            b = len(x)
-            for k, v in {"loss": loss, **terms}.items():
-                totals[k] = totals.get(k, 0.0) + float(v) * b
-            n += b
+        with eval_mode(model):
+            for x, y in data.to(device).batches(batch_size, shuffle=False):
+                with autocast(device, amp):
+                    loss, terms = _split_loss(loss_fn(model, x, y))
+                b = len(x)
+                for k, v in {"loss": loss, **terms}.items():
+                    totals[k] = totals.get(k, 0.0) + float(v) * b
+                n += b
     finally:
         torch.set_rng_state(rng)
-        model.train(was_training)
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
@@ -296,126 +284,195 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, cfg: Trai
     History after each epoch is checkpointed (outside the timed `seconds`); returning True stops
     training there, and calling `fit` again with the checkpoint resumes (benchmarks use this to
     measure quality against wall-clock time).
+
+    A loss function with a `step` parameter gets the 0-based optimizer step (the VAEs' KL
+    warm-up reads it); evaluation calls it without one.
     """
     cfg = cfg or TrainConfig()
-    device = torch.device(device) if device is not None else pick_device()
-    model.to(device)
-    if ema is not None:
-        ema.model.to(device)
-    channels_last = (cfg.channels_last == "auto" and device.type in ("cuda", "cpu")) or cfg.channels_last is True
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(model.parameters(), cfg, device)
-    history, best = History(), {"loss": math.inf, "weights": None}
-    path = Path(checkpoint) if checkpoint is not None else None
-
-    # 1. Resume from the checkpoint, if there is one.
-    start = 0
-    if path is not None and path.exists():
-        state = load_checkpoint(path)
-        _check_matches(state, model, path)
-        changed = {k for k, v in _normalise(asdict(cfg)).items()
-                   if _normalise(state["train_config"]).get(k) != v} - _RESUMABLE_CHANGES
-        if changed:
-            raise CheckpointError(f"{path} was trained with other settings ({', '.join(sorted(changed))}); "
-                                  f"resuming would not reproduce the run. Use a new checkpoint path "
-                                  f"or delete the file.")
-        unwrap(model).load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        h = state["history"]
-        history = History(h["rows"], h["stopped_early"], h["best_epoch"])
-        best = {"loss": state["best"]["loss"], "weights": state["best"]["weights"]}
-        start = state["epoch"]
-        if history.stopped_early or start >= cfg.epochs:
-            model.eval()
-            return history
-    else:
-        torch.manual_seed(cfg.seed)
-
-    # 2. Train epoch by epoch; each finished epoch is checkpointed before the next begins.
+    run = _Run.start(model, loss_fn, data, cfg, ema, device, checkpoint)
+    if run.finished:
+        model.eval()
+        return run.history
     from tqdm.auto import tqdm
 
-    step_model = maybe_compile(model, cfg.compile)
-    train_set = data.to(device)
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    if cfg.max_steps is not None:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
-    epochs = tqdm(range(start, cfg.epochs), desc="epochs", initial=start, total=cfg.epochs,
+    epochs = tqdm(range(run.epoch, cfg.epochs), desc="epochs", initial=run.epoch, total=cfg.epochs,
                   disable=not cfg.progress)
     for epoch in epochs:
         t0 = time.perf_counter()
-        model.train()
-        sums: dict[str, torch.Tensor] = {}
-        n_seen = 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False,
-                   disable=not cfg.progress)
-        batches = train_set.batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, hflip=cfg.hflip,
-                                        translate=cfg.translate)
-        for step, (x, y) in enumerate(batches):
-            if step >= steps_per_epoch:
-                break
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            global_step = epoch * steps_per_epoch + step
-            if cfg.warmup_steps or cfg.schedule != "constant":
-                lr = learning_rate(cfg, global_step, cfg.epochs * steps_per_epoch)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-            with autocast(device, cfg.amp):
-                loss, terms = _split_loss(loss_fn(step_model, x, y))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            if ema is not None:
-                ema.update(model)
-            for k, v in {"loss": loss, **terms}.items():  # accumulate on the device: no sync
-                sums[k] = sums.get(k, 0.0) + v.detach().float() * len(x)
-            n_seen += len(x)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == steps_per_epoch:
-                running = float(sums["loss"]) / n_seen  # one host sync every log_every steps
-                _check_finite(running, epoch, step, cfg, path)
-                bar.set_postfix(loss=f"{running:.4g}")
-                bar.update(step + 1 - bar.n)
-        bar.close()
-
-        # 3. Measure, decide on early stopping, checkpoint.
-        row = {"epoch": epoch + 1, "train_loss": float(sums["loss"]) / n_seen, "steps": steps_per_epoch}
-        _check_finite(row["train_loss"], epoch, steps_per_epoch, cfg, path)
-        row.update({f"train_{k}": float(v) / n_seen for k, v in sums.items() if k != "loss"})
+        row = {"epoch": epoch + 1, **run.train_epoch(epoch)}
         if val is not None:
             scores = evaluate(model, loss_fn, val, max(cfg.batch_size, 256), cfg.amp, cfg.seed)
             row["val_loss"] = scores.pop("loss")
             row.update({f"val_{k}": v for k, v in scores.items()})
         row["seconds"] = time.perf_counter() - t0
-        history.rows.append(row)
+        run.history.rows.append(row)
         epochs.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "val_loss") if k in row})
-
-        if val is not None and cfg.early_stopping is not None:
-            if row["val_loss"] < best["loss"]:
-                best = {"loss": row["val_loss"],
-                        "weights": {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}}
-                history.best_epoch = epoch + 1
-            elif epoch + 1 - history.best_epoch >= cfg.early_stopping:
-                history.stopped_early = True
-                unwrap(model).load_state_dict(best["weights"])
-        if path is not None:
-            save_checkpoint(path, _state(model, opt, ema, cfg, epoch + 1, history, best))
-        if history.stopped_early:
-            epochs.write(f"early stopping after epoch {epoch + 1}: validation loss has not improved "
-                         f"for {cfg.early_stopping} epochs; restored the weights of epoch {history.best_epoch}")
-            break
-        if on_epoch is not None and on_epoch(history):
+        run.end_epoch(epoch, row, epochs.write)
+        if run.history.stopped_early or (on_epoch is not None and on_epoch(run.history)):
             break
     epochs.close()
     model.eval()
-    return history
+    return run.history
+
+
+@dataclass
+class _Run:
+    """One call of `fit`: the model on its device, its optimizer, the resumed state, and the
+    steps of an epoch. Each method is one named step of the loop."""
+    model: nn.Module
+    step_model: nn.Module            # what the loss calls: the model, or its compiled wrapper
+    loss_fn: LossFn
+    train_set: ImageSet | TensorSet
+    cfg: TrainConfig
+    ema: EMA | None
+    device: torch.device
+    path: Path | None
+    opt: torch.optim.Optimizer
+    channels_last: bool
+    steps_per_epoch: int
+    pass_step: bool                  # loss_fn takes the optimizer step as `step=`
+    history: History = field(default_factory=History)
+    best: dict = field(default_factory=lambda: {"loss": math.inf, "weights": None})
+    epoch: int = 0                   # epochs already done (resumed from the checkpoint)
+    finished: bool = False
+
+    @classmethod
+    def start(cls, model, loss_fn, data, cfg, ema, device, checkpoint) -> _Run:
+        """Place the model (device, memory format), build the optimizer, resume if a checkpoint exists."""
+        device = torch.device(device) if device is not None else pick_device()
+        model.to(device)
+        if ema is not None:
+            ema.model.to(device)
+        channels_last = use_channels_last(device, cfg.channels_last)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        train_set = data.to(device)
+        steps = math.ceil(len(train_set) / cfg.batch_size)
+        run = cls(model=model, step_model=model, loss_fn=loss_fn, train_set=train_set, cfg=cfg, ema=ema,
+                  device=device, path=Path(checkpoint) if checkpoint is not None else None,
+                  opt=_make_optimizer(model.parameters(), cfg, device), channels_last=channels_last,
+                  steps_per_epoch=min(steps, cfg.max_steps) if cfg.max_steps is not None else steps,
+                  pass_step=_takes_step(loss_fn))
+        if run.path is not None and run.path.exists():
+            run.resume(load_checkpoint(run.path))
+        else:
+            torch.manual_seed(cfg.seed)
+        if not run.finished:
+            run.step_model = maybe_compile(model, cfg.compile)
+        return run
+
+    def resume(self, state: dict) -> None:
+        """Restore weights, optimizer, EMA, RNG and history from a checkpoint of the same run."""
+        _check_resumable(state, self.model, self.cfg, self.path)
+        _restore(state, self.model, self.ema, self.device, self.opt)
+        h = state["history"]
+        self.history = History(h["rows"], h["stopped_early"], h["best_epoch"])
+        self.best = {"loss": state["best"]["loss"], "weights": state["best"]["weights"]}
+        self.epoch = state["epoch"]
+        self.finished = self.history.stopped_early or self.epoch >= self.cfg.epochs
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One pass over the training batches: {"train_loss", "train_<term>", "steps"}."""
+        from tqdm.auto import tqdm
+
+        cfg, n = self.cfg, self.steps_per_epoch
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        n_seen = 0
+        bar = tqdm(total=n, desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.progress)
+        batches = self.train_set.batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, hflip=cfg.hflip,
+                                         translate=cfg.translate)
+        for i, (x, y) in enumerate(batches):
+            if i >= n:
+                break
+            loss, terms = self.train_step(x, y, epoch * n + i)
+            for k, v in {"loss": loss, **terms}.items():  # accumulate on the device: no sync
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * len(x)
+            n_seen += len(x)
+            if (i + 1) % cfg.log_every == 0 or i + 1 == n:
+                running = float(sums["loss"]) / n_seen  # one host sync every log_every steps
+                _check_finite(running, epoch, i, cfg, self.path)
+                bar.set_postfix(loss=f"{running:.4g}")
+                bar.update(i + 1 - bar.n)
+        bar.close()
+        row = {"train_loss": float(sums["loss"]) / n_seen, "steps": n}
+        _check_finite(row["train_loss"], epoch, n, cfg, self.path)
+        row.update({f"train_{k}": float(v) / n_seen for k, v in sums.items() if k != "loss"})
+        return row
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
+        """One optimizer step at global step `step` (0-based): learning rate, loss, backward,
+        clipping, update, EMA. Returns the loss and its logged terms (on the device)."""
+        cfg = self.cfg
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if cfg.warmup_steps or cfg.schedule != "constant":
+            lr = learning_rate(cfg, step, cfg.epochs * self.steps_per_epoch)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+        with autocast(self.device, cfg.amp):
+            out = self.loss_fn(self.step_model, x, y, step=step) if self.pass_step else \
+                self.loss_fn(self.step_model, x, y)
+            loss, terms = _split_loss(out)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss, terms
+
+    def end_epoch(self, epoch: int, row: dict, say: Callable[[str], None]) -> None:
+        """Early stopping (keep the best weights; restore them on stopping), then the checkpoint."""
+        cfg, h = self.cfg, self.history
+        if "val_loss" in row and cfg.early_stopping is not None:
+            if row["val_loss"] < self.best["loss"]:
+                self.best = {"loss": row["val_loss"], "weights": {k: v.detach().cpu().clone()
+                                                                  for k, v in unwrap(self.model).state_dict().items()}}
+                h.best_epoch = epoch + 1
+            elif epoch + 1 - h.best_epoch >= cfg.early_stopping:
+                h.stopped_early = True
+                unwrap(self.model).load_state_dict(self.best["weights"])
+        if self.path is not None:
+            save_checkpoint(self.path, _state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best))
+        if h.stopped_early:
+            say(f"early stopping after epoch {epoch + 1}: validation loss has not improved for "
+                f"{cfg.early_stopping} epochs; restored the weights of epoch {h.best_epoch}")
+
+
+def _takes_step(loss_fn: Callable) -> bool:
+    """Whether loss_fn has a `step` parameter (also through functools.partial)."""
+    try:
+        return "step" in inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):   # a builtin or C callable: no signature to read
+        return False
+
+
+def _check_resumable(state: dict, model: nn.Module, cfg: TrainConfig, path: Path) -> None:
+    """The checkpoint holds this model (class and config) and this run's settings, up to the
+    fields that may change between a run and its resume (_RESUMABLE_CHANGES)."""
+    _check_matches(state, model, path)
+    changed = {k for k, v in _normalise(asdict(cfg)).items()
+               if _normalise(state["train_config"]).get(k) != v} - _RESUMABLE_CHANGES
+    if changed:
+        raise CheckpointError(f"{path} was trained with other settings ({', '.join(sorted(changed))}); "
+                              f"resuming or loading it would not reproduce this run. Use a new checkpoint "
+                              f"path or delete the file.")
+
+
+def _restore(state: dict, model: nn.Module, ema: EMA | None, device: torch.device,
+             opt: torch.optim.Optimizer | None = None) -> None:
+    """Load a checkpoint's weights (and EMA, and with an optimizer its state and the RNG) in place."""
+    unwrap(model).load_state_dict(state["model"])
+    if ema is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
+        ema.model.to(device)
+    if opt is not None:
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
 
 
 def _check_finite(value: float, epoch: int, step: int, cfg: TrainConfig, path: Path | None) -> None:
@@ -452,19 +509,18 @@ def load_or_train(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet,
     """Load the finished run at `checkpoint` into `model` if there is one, else train (or resume).
 
     The notebooks call this, so re-running a cell (or a whole notebook) does not retrain. A
-    checkpoint from another model config raises CheckpointError instead of loading silently.
+    checkpoint of another model config, or of a run with other training settings (learning
+    rate, batch size, ...; more epochs continue the run), raises CheckpointError instead of
+    loading silently.
     """
     path = Path(checkpoint)
     if path.exists():
         state = load_checkpoint(path)
-        _check_matches(state, model, path)
+        _check_resumable(state, model, cfg, path)
         h = state["history"]
         if h["stopped_early"] or state["epoch"] >= cfg.epochs:  # finished: load, do not train
             device = torch.device(device) if device is not None else pick_device()
-            unwrap(model).load_state_dict(state["model"])
-            model.to(device).eval()
-            if ema is not None and state.get("ema") is not None:
-                ema.load_state_dict(state["ema"])
-                ema.model.to(device)
+            _restore(state, model.to(device), ema, device)
+            model.eval()
             return History(h["rows"], h["stopped_early"], h["best_epoch"])
     return fit(model, loss_fn, data, cfg, val=val, checkpoint=path, ema=ema, device=device)

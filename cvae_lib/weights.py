@@ -14,7 +14,6 @@ and list every file's SHA-256 in `checkpoints/SHA256SUMS`, which `load_weights` 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, is_dataclass
@@ -22,6 +21,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from .configs import config_from_dict
+from .files import atomic_write, sha256
+from .runtime import unwrap
 
 __all__ = ["export_weights", "load_weights", "read_metadata", "sha256", "shipped", "WeightsError",
            "CHECKPOINTS"]
@@ -37,14 +40,6 @@ def shipped(name: str) -> Path:
 
 class WeightsError(RuntimeError):
     """Shipped weights are missing, altered, or for another model; the message says what to do."""
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _sums(folder: Path) -> dict[str, str]:
@@ -65,7 +60,7 @@ def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | No
     """
     from safetensors.torch import save_file
 
-    model = getattr(model, "_orig_mod", model)
+    model = unwrap(model)
     cfg = getattr(model, "cfg", None)
     if not is_dataclass(cfg):
         raise WeightsError(f"{type(model).__name__} has no config dataclass in .cfg; cannot ship it")
@@ -76,9 +71,8 @@ def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | No
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {"model_class": type(model).__name__, "model_config": json.dumps(asdict(cfg)),
             "metrics": json.dumps(metrics or {}), "storage": str(dtype or "as trained").removeprefix("torch.")}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     sums = _sums(path.parent)
     sums[path.name] = digest = sha256(path)
     (path.parent / SUMS).write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
@@ -118,7 +112,6 @@ def load_weights(path: str | os.PathLike, model_cls: type[nn.Module], config_cls
     meta = read_metadata(path)
     if meta["model_class"] != model_cls.__name__:
         raise WeightsError(f"{path} holds a {meta['model_class']}, not a {model_cls.__name__}")
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["model_config"].items()}
-    model = model_cls(config_cls(**fields))
+    model = model_cls(config_from_dict(config_cls, meta["model_config"]))
     model.load_state_dict(load_file(str(path)))
     return model.eval()

@@ -63,11 +63,11 @@ ex03.check_conditioned_code(conditioned_code);
 #
 # Chapter 03 shows a grid with one class per column and one $z$ per row, shared along the row,
 # so that moving along a row changes only the label. Build the inputs: `z` of shape
-# `(n_rows * n_classes, Z)` drawn from $\mathcal N(0, I)$ with `generator`, and labels `y` of
-# shape `(n_rows * n_classes,)`, row by row.
+# `(n_rows * num_classes, Z)` drawn from $\mathcal N(0, I)$ with `generator`, and labels `y` of
+# shape `(n_rows * num_classes,)`, row by row.
 
 # %%
-def class_grid(n_rows: int, n_classes: int, latent_dim: int, generator: torch.Generator):
+def class_grid(n_rows: int, num_classes: int, latent_dim: int, generator: torch.Generator):
     """-> (z (R*K, Z), y (R*K,) long) with y = 0..K-1 in every row and one z per row."""
     # YOUR CODE HERE
     raise NotImplementedError()

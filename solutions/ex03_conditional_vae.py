@@ -62,16 +62,16 @@ ex03.check_conditioned_code(conditioned_code);
 #
 # Chapter 03 shows a grid with one class per column and one $z$ per row, shared along the row,
 # so that moving along a row changes only the label. Build the inputs: `z` of shape
-# `(n_rows * n_classes, Z)` drawn from $\mathcal N(0, I)$ with `generator`, and labels `y` of
-# shape `(n_rows * n_classes,)`, row by row.
+# `(n_rows * num_classes, Z)` drawn from $\mathcal N(0, I)$ with `generator`, and labels `y` of
+# shape `(n_rows * num_classes,)`, row by row.
 
 # %%
-def class_grid(n_rows: int, n_classes: int, latent_dim: int, generator: torch.Generator):
+def class_grid(n_rows: int, num_classes: int, latent_dim: int, generator: torch.Generator):
     """-> (z (R*K, Z), y (R*K,) long) with y = 0..K-1 in every row and one z per row."""
     ### BEGIN SOLUTION
     z = torch.randn(n_rows, latent_dim, generator=generator)   # (R, Z)
-    z = z.repeat_interleave(n_classes, dim=0)                   # (R*K, Z)
-    y = torch.arange(n_classes).repeat(n_rows)                  # (R*K,)
+    z = z.repeat_interleave(num_classes, dim=0)                   # (R*K, Z)
+    y = torch.arange(num_classes).repeat(n_rows)                  # (R*K,)
     return z, y
     ### END SOLUTION
 

@@ -48,7 +48,7 @@ def check_conditioned_code(conditioned_code) -> list:
 
 
 def check_class_grid(class_grid) -> list:
-    """`class_grid(n_rows, n_classes, latent_dim, generator)` -> (z, y) for a grid: one class per
+    """`class_grid(n_rows, num_classes, latent_dim, generator)` -> (z, y) for a grid: one class per
     column, one z per row shared by the whole row; z (R*K, Z), y (R*K,)."""
     def grid():
         return class_grid(3, 10, 5, torch.Generator().manual_seed(0))

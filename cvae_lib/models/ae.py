@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import from_unit
 from .blocks import ConvDecoder, ConvEncoder, stage_widths
 
 __all__ = ["AEConfig", "Autoencoder", "ae_loss"]
@@ -42,7 +43,7 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) in [0, 1] -> z (B, Z)."""
-        h = self.encoder(x * 2 - 1)         # centre the input
+        h = self.encoder(from_unit(x))         # centre the input
         return self.to_z(h.flatten(1))      # (B, C*h*w) -> (B, Z)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:

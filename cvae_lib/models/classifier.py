@@ -12,10 +12,13 @@ max-pooling and BatchNorm, global max pooling, a linear head.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..runtime import unwrap
 
 __all__ = ["ClassifierConfig", "Classifier", "classifier_loss"]
 
@@ -28,8 +31,10 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 class ClassifierConfig:
     widths: tuple[int, ...] = (64, 128, 256)  # channels of the three conv groups (32 -> 16 -> 8 -> 4)
     stem: int = 32                            # channels of the first 3x3 conv
-    n_classes: int = 10
+    num_classes: int = 10
     label_smoothing: float = 0.2              # for training only
+
+    _renamed: ClassVar[dict] = {"n_classes": "num_classes"}   # files written before the rename
 
 
 def _group(c_in: int, c_out: int) -> nn.Sequential:
@@ -50,7 +55,7 @@ class Classifier(nn.Module):
             layers.append(_group(c, w))
             c = w
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(c, cfg.n_classes, bias=False)
+        self.head = nn.Linear(c, cfg.num_classes, bias=False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, 32, 32) in [0, 1] -> pooled features (B, widths[-1])."""
@@ -58,11 +63,12 @@ class Classifier(nn.Module):
         return h.amax(dim=(2, 3))                     # global max pool: (B, C, h, w) -> (B, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))            # (B, n_classes) logits
+        return self.head(self.features(x))            # (B, num_classes) logits
 
 
 def classifier_loss(model: Classifier, x: torch.Tensor, y: torch.Tensor):
     """Cross-entropy with label smoothing; logs the batch accuracy."""
     logits = model(x)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=model.cfg.label_smoothing)
+    smoothing = unwrap(model).cfg.label_smoothing          # also behind compile/DDP wrappers
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
     return loss, {"accuracy": (logits.argmax(1) == y).float().mean()}

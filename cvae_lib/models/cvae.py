@@ -14,64 +14,45 @@ CVAE of Sohn et al. 2015), residual blocks, width, latent size and shape, likeli
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .blocks import ConvDecoder, ConvEncoder, mlp, stage_widths
-from .likelihoods import make_likelihood, reparameterize, soft_clamp, vae_objective
+from ..data import from_unit
+from .blocks import mlp
+from .elbo import GaussianLatentVAE, LatentConfig, elbo_objective
+from .likelihoods import reparameterize
 
 __all__ = ["CVAEConfig", "CVAE", "cvae_loss"]
 
 
 @dataclass
-class CVAEConfig:
-    n_classes: int = 10            # K: labels 0..K-1
+class CVAEConfig(LatentConfig):
+    """LatentConfig's fields (latent, coder, likelihood, KL; see models/elbo.py) and the label's."""
+    num_classes: int = 10          # K: labels 0..K-1
     embed_dim: int = 32            # size of the label embedding
     label_weight: float = 1.0      # z_c = z + label_weight * MLP(embedding(y))
     condition_encoder: bool = False  # also feed y to the encoder: q(z|x, y) (the study: no)
-    latent_dim: int = 128          # Z: size of z (vector) or channels per latent position (spatial)
-    spatial: bool = False          # False: z (B, Z); True: z (B, Z, s, s), s = 32 / 2**n_stages
-    width: int = 32                # channels of the first stage; stages use (w, 2w, 4w, ...)
-    n_stages: int = 3              # downsamplings: 32x32 -> 4x4 with 3
-    residual: bool = False         # VDVAE residual bottlenecks (the study used False)
-    hidden: int = 512              # width of the MLPs (heads, label MLP)
-    likelihood: str = "bernoulli"  # see likelihoods.LIKELIHOODS; the study used BCE
-    sigma: float = 0.1             # fixed sigma of the "gaussian" likelihood, on the [-1, 1] scale
-    n_mix: int = 5                 # components of "logistic_mixture"
-    beta: float = 1.0              # KL weight
-    kl_warmup_steps: int = 0       # the KL weight ramps linearly 0 -> beta over this many steps
-    free_bits: float = 0.0         # nats per latent element the KL may use for free (0: off)
+
+    _renamed: ClassVar[dict] = {"n_classes": "num_classes"}   # files written before the rename
 
 
-class CVAE(nn.Module):
+class CVAE(GaussianLatentVAE):
     """(images (B, 3, 32, 32) in [0, 1], labels (B,)) -> parameters of p(x | z, y)."""
 
     def __init__(self, cfg: CVAEConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or CVAEConfig()          # a fresh default: instances never share a config
-        self.likelihood = make_likelihood(cfg.likelihood, cfg.sigma, cfg.n_mix)
-        widths = stage_widths(cfg.width, cfg.n_stages)
-        side = 32 // 2**cfg.n_stages
-        self.feat_shape = (widths[-1], side, side)                        # (C, s, s)
-        self.z_shape = (cfg.latent_dim, side, side) if cfg.spatial else (cfg.latent_dim,)
-        n_z = cfg.latent_dim * (side * side if cfg.spatial else 1)
-        self.encoder = ConvEncoder(widths, cfg.residual)
-        self.decoder = ConvDecoder(widths, cfg.residual, out_channels=self.likelihood.out_channels)
-        self.embed = nn.Embedding(cfg.n_classes, cfg.embed_dim)
+        self._build_coder(cfg)
+        n_z = math.prod(self.z_shape)
+        self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim)
         self.label_mlp = mlp(cfg.embed_dim, cfg.hidden, n_z)             # c, added to z
         if cfg.condition_encoder:
-            self.label_to_features = nn.Linear(cfg.embed_dim, widths[-1])  # a bias per channel
-        if cfg.spatial:
-            self.to_stats = nn.Conv2d(widths[-1], 2 * cfg.latent_dim, 1)
-            self.from_z = nn.Conv2d(cfg.latent_dim, widths[-1], 1)
-        else:
-            n_feat = widths[-1] * side * side
-            self.mu_head = mlp(n_feat, cfg.hidden, cfg.latent_dim)
-            self.logvar_head = mlp(n_feat, cfg.hidden, cfg.latent_dim)
-            self.from_z = mlp(cfg.latent_dim, cfg.hidden, n_feat)
-        self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
+            self.label_to_features = nn.Linear(cfg.embed_dim, self.widths[-1])  # a bias per channel
+        self._build_heads(cfg)
 
     def label_code(self, y: torch.Tensor) -> torch.Tensor:
         """c = MLP(Embedding(y)): labels (B,) -> (B, *z_shape), the shift added to z."""
@@ -80,33 +61,19 @@ class CVAE(nn.Module):
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 3, 32, 32) in [0, 1], y (B,) -> mu, logvar (B, *z_shape); y used only if
         `condition_encoder`."""
-        h = self.encoder(x * 2 - 1)                                      # (B, C, s, s)
+        h = self.encoder(from_unit(x))                                   # (B, C, s, s)
         if self.cfg.condition_encoder:
             h = h + self.label_to_features(self.embed(y))[:, :, None, None]  # (B, C) -> (B, C, 1, 1)
-        if self.cfg.spatial:
-            mu, logvar = self.to_stats(h).chunk(2, dim=1)                # -> 2 x (B, Z, s, s)
-        else:
-            h = h.flatten(1)                                             # (B, C, s, s) -> (B, C*s*s)
-            mu, logvar = self.mu_head(h), self.logvar_head(h)
-        return mu, soft_clamp(logvar)
+        return self._stats(h)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """z (B, *z_shape), y (B,) -> likelihood parameters (B, out_channels, 32, 32)."""
-        h = self.from_z(z + self.cfg.label_weight * self.label_code(y))
-        if not self.cfg.spatial:
-            h = h.view(-1, *self.feat_shape)                             # (B, C*s*s) -> (B, C, s, s)
-        return self.decoder(h)
+        return self._decode_features(z + self.cfg.label_weight * self.label_code(y))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor):
         """(params of p(x|z, y), mu, logvar) with z drawn by reparameterisation."""
         mu, logvar = self.encode(x, y)
         return self.decode(reparameterize(mu, logvar), y), mu, logvar
-
-    def kl_weight(self) -> float:
-        """beta, ramped linearly from 0 over the first `kl_warmup_steps` updates."""
-        if self.cfg.kl_warmup_steps <= 0:
-            return self.cfg.beta
-        return self.cfg.beta * min(1.0, int(self.n_updates) / self.cfg.kl_warmup_steps)
 
     @torch.no_grad()
     def decode_mean(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -142,7 +109,8 @@ class CVAE(nn.Module):
         return self.likelihood.mean(params) if mean else self.likelihood.sample(params)
 
 
-def cvae_loss(model: CVAE, x: torch.Tensor, y: torch.Tensor):
-    """-ELBO per dimension of p(x|y) for `fit`, and its terms (rec, kl in nats/image; bpd)."""
+def cvae_loss(model: CVAE, x: torch.Tensor, y: torch.Tensor, step: int | None = None):
+    """-ELBO per dimension of p(x|y) for `fit`, and its terms (rec, kl in nats/image; bpd).
+    step: as in `vae_loss` (the KL warm-up; passed by `fit` in training)."""
     params, mu, logvar = model(x, y)
-    return vae_objective(model, params, mu, logvar, x)
+    return elbo_objective(model, params, mu, logvar, x, step)

@@ -35,6 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ..data import from_unit, to_unit
+from ..runtime import unwrap
+
 __all__ = ["FirstStageConfig", "FirstStage", "PatchDiscriminator", "first_stage_loss"]
 
 
@@ -126,7 +129,7 @@ class FirstStage(nn.Module):
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x): images (B, 3, 32, 32) in [0, 1] -> (mu, logvar), each (B, C, h, w), unscaled."""
-        mu, logvar = self.encoder(x * 2 - 1).chunk(2, dim=1)       # (B, 2C, h, w) -> 2 x (B, C, h, w)
+        mu, logvar = self.encoder(from_unit(x)).chunk(2, dim=1)       # (B, 2C, h, w) -> 2 x (B, C, h, w)
         return mu, logvar.clamp(-30, 20)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -135,7 +138,7 @@ class FirstStage(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Unscaled z (B, C, h, w) -> images (B, 3, 32, 32) in [0, 1]."""
-        return ((self.decode_logits(z) + 1) / 2).clamp(0, 1)
+        return to_unit(self.decode_logits(z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct from the posterior mean: (B, 3, 32, 32) in [0, 1] -> same."""
@@ -178,9 +181,10 @@ def first_stage_loss(model: FirstStage, x: torch.Tensor, y: torch.Tensor | None 
     al. 2021 Eq. 7) and the discriminator's hinge loss on (x, detached x_hat).
     Returns (loss, {"rec", "kl", "mse", and with adversarial "g", "d", "lambda"}).
     """
+    model = unwrap(model)                                             # behind compile/DDP wrappers
     cfg = model.cfg
     mu, logvar = model.posterior(x)
-    x = x * 2 - 1                                                     # [0, 1] -> [-1, 1], as x_hat
+    x = from_unit(x)                                                  # [0, 1] -> [-1, 1], as x_hat
     z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)              # reparameterisation
     feats = model.decoder(z)
     x_hat = model.head(feats)                                         # (B, 3, 32, 32), unclamped

@@ -32,7 +32,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["reparameterize", "kl_normal", "soft_clamp", "negative_elbo", "vae_objective", "Likelihood",
+from ..data import from_unit, to_unit
+
+__all__ = ["reparameterize", "kl_normal", "soft_clamp", "negative_elbo", "Likelihood",
            "Bernoulli", "DiscretizedGaussian", "DiscretizedLogistic", "DiscretizedLogisticMixture",
            "make_likelihood", "LIKELIHOODS", "discretized_logistic_logp", "discretized_gaussian_logp"]
 
@@ -98,27 +100,6 @@ def negative_elbo(nll: torch.Tensor, kl: torch.Tensor, *, beta: float = 1.0, fre
 
 
 # ----------------------------------------------------------------------------- discretised densities
-
-def vae_objective(model, params: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                  x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The loss `fit` minimises for the VAE and CVAE: -ELBO per dimension and its terms.
-
-    In training mode the KL weight follows the model's warm-up (`model.kl_weight()`), free
-    bits apply, and the call counts one update in `model.n_updates`; in eval mode it is the
-    plain beta-weighted objective. params: decoder output; mu, logvar: (B, *z_shape).
-    """
-    nll = model.likelihood.nll(params, x)                  # (B,) nats per image
-    kl = kl_normal(mu.float(), logvar.float())             # (B, *z_shape) nats
-    if model.training:
-        beta, free_bits = model.kl_weight(), model.cfg.free_bits
-        model.n_updates += 1
-    else:
-        beta, free_bits = model.cfg.beta, 0.0
-    loss, terms = negative_elbo(nll, kl, beta=beta, free_bits=free_bits,
-                                discrete=model.likelihood.discrete)
-    terms["beta"] = torch.tensor(beta)
-    return loss, terms
-
 
 def _log_delta(cdf, a: torch.Tensor, b: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
     """log(cdf(a) - cdf(b)) for a > b, computed in the tail that avoids cancellation."""
@@ -232,10 +213,10 @@ class DiscretizedGaussian(Likelihood):
 
     def nll(self, params, x):
         mean, log_sigma = self._split(params)
-        return -discretized_gaussian_logp(x * 2 - 1, mean, log_sigma).flatten(1).sum(1)
+        return -discretized_gaussian_logp(from_unit(x), mean, log_sigma).flatten(1).sum(1)
 
     def mean(self, params):
-        return ((self._split(params)[0].clamp(-1, 1) + 1) / 2)
+        return to_unit(self._split(params)[0])
 
     def sample(self, params):
         mean, log_sigma = self._split(params)
@@ -255,10 +236,10 @@ class DiscretizedLogistic(Likelihood):
 
     def nll(self, params, x):
         mean, log_scale = self._split(params)
-        return -discretized_logistic_logp(x * 2 - 1, mean, log_scale).flatten(1).sum(1)
+        return -discretized_logistic_logp(from_unit(x), mean, log_scale).flatten(1).sum(1)
 
     def mean(self, params):
-        return (self._split(params)[0].clamp(-1, 1) + 1) / 2
+        return to_unit(self._split(params)[0])
 
     def sample(self, params):
         mean, log_scale = self._split(params)
@@ -269,8 +250,9 @@ class DiscretizedLogistic(Likelihood):
 class DiscretizedLogisticMixture(Likelihood):
     """A mixture of K discretised logistics per pixel with RGB coupling (Salimans et al. 2017).
 
-    params (B, 10K, H, W) = K mixture logits, then for each of R, G, B: K means, K log-scales,
-    and 3K coupling coefficients c. Within component k the channels are autoregressive:
+    params (B, 10K, H, W) = K mixture logits, then 3K means (R's K, G's K, B's K), 3K log-scales
+    (same order) and 3K coupling coefficients (c0's K, c1's K, c2's K): grouped by kind, not
+    by colour as in PixelCNN++'s code (tests/test_references.py pins the order). Within component k the channels are autoregressive:
     mean_G = mu_G + c_0 x_R and mean_B = mu_B + c_1 x_R + c_2 x_G, so one pixel's colour
     channels are modelled jointly (they are strongly correlated in natural images).
     """
@@ -299,7 +281,7 @@ class DiscretizedLogisticMixture(Likelihood):
 
     def nll(self, params, x):
         logit_pi, mu, log_s, coef = self._split(params)
-        xs = (x * 2 - 1).unsqueeze(2)                             # (B, 3, H, W) -> (B, 3, 1, H, W)
+        xs = from_unit(x).unsqueeze(2)                             # (B, 3, H, W) -> (B, 3, 1, H, W)
         means = self._coupled_means(mu, coef, xs)
         logp = discretized_logistic_logp(xs, means, log_s).sum(1)  # (B, K, H, W): channels joint
         logp = torch.logsumexp(logp + F.log_softmax(logit_pi, dim=1), dim=1)  # (B, H, W)
@@ -311,7 +293,7 @@ class DiscretizedLogisticMixture(Likelihood):
         m[:, 1] = mu[:, 1] + coef[:, 0] * mu[:, 0]
         m[:, 2] = mu[:, 2] + coef[:, 1] * mu[:, 0] + coef[:, 2] * m[:, 1]
         pi = F.softmax(logit_pi, dim=1).unsqueeze(1)              # (B, 1, K, H, W)
-        return ((m * pi).sum(2).clamp(-1, 1) + 1) / 2
+        return to_unit((m * pi).sum(2))
 
     def sample(self, params):
         logit_pi, mu, log_s, coef = self._split(params)

@@ -1,0 +1,46 @@
+"""Files that are never half-written: the one atomic write, and the checksum, every writer uses.
+
+    with atomic_write("runs/ae.pt") as tmp:      # a temporary file beside the target
+        torch.save(state, tmp)                   # on success: fsync, then rename over the target
+
+A crash or an exception inside the block leaves the old file (or none) and no temporary file.
+Checkpoints (train.py), shipped weights (weights.py) and the decoded CIFAR-10 cache (data.py)
+all go through `atomic_write`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_write", "sha256"]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; after the block, fsync it and rename it over `path`.
+
+    The rename is atomic on POSIX and Windows (`os.replace`), so readers see the old file or
+    the new one, never a part. Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
