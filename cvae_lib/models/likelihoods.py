@@ -252,7 +252,8 @@ class DiscretizedLogisticMixture(Likelihood):
 
     params (B, 10K, H, W) = K mixture logits, then 3K means (R's K, G's K, B's K), 3K log-scales
     (same order) and 3K coupling coefficients (c0's K, c1's K, c2's K): grouped by kind, not
-    by colour as in PixelCNN++'s code (tests/test_references.py pins the order). Within component k the channels are autoregressive:
+    by colour as in PixelCNN++'s code (tests/test_references.py pins the order). Within
+    component k the channels are autoregressive:
     mean_G = mu_G + c_0 x_R and mean_B = mu_B + c_1 x_R + c_2 x_G, so one pixel's colour
     channels are modelled jointly (they are strongly correlated in natural images).
     """
