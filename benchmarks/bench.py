@@ -232,12 +232,12 @@ def run(args) -> dict:
             compiled, eager = R[f"ours U-Net {label}, compiled"], R[f"ours U-Net {label}"]
             if "images_per_s" in compiled and "images_per_s" in eager:
                 compiled["over_eager"] = compiled["images_per_s"] / eager["images_per_s"]
-        dim, mults = (cfg.ch, cfg.ch_mult)
+        dim, mults = (cfg.width, cfg.width_mult)
         unet, wrapper = peer_lucidrains(dim, mults)
         record(R, f"denoising-diffusion-pytorch {label}",
                lambda: {**time_train(wrapper, lambda m, x, y: m(x), b, device, warm, iters, amp=args.peer_amp,
                                      channels_last=False), "params_M": n_params(unet) / 1e6})
-        chans = tuple(cfg.ch * m for m in cfg.ch_mult)
+        chans = tuple(cfg.width * m for m in cfg.width_mult)
         unet_d, ddpm_s, _ = peer_diffusers(chans, cfg.num_res_blocks)
         record(R, f"diffusers {label}", lambda: time_train(unet_d, diffusers_loss(ddpm_s), b, device, warm, iters,
                                                            amp=args.peer_amp, channels_last=False))
@@ -261,13 +261,13 @@ def run(args) -> dict:
         lambda n: diffusion.ddpm_sample(model, n, device=device, progress=False), n_ddpm, device))
     record(S, "ours DDIM-50", lambda: time_sample(
         lambda n: diffusion.ddim_sample(model, n, steps=50, device=device, progress=False), n_ddim, device))
-    unet, wrapper = peer_lucidrains(small.ch, small.ch_mult)
+    unet, wrapper = peer_lucidrains(small.width, small.width_mult)
     wrapper.to(device).eval()
     record(S, "denoising-diffusion-pytorch DDPM-1000", lambda: time_sample(
         lambda n: wrapper.p_sample_loop((n, 3, 32, 32)), n_ddpm, device, amp=args.peer_amp))
     record(S, "denoising-diffusion-pytorch DDIM-50", lambda: time_sample(
         lambda n: _lucidrains_ddim(wrapper, n), n_ddim, device, amp=args.peer_amp))
-    unet_d, ddpm_s, ddim_s = peer_diffusers(tuple(small.ch * m for m in small.ch_mult), small.num_res_blocks)
+    unet_d, ddpm_s, ddim_s = peer_diffusers(tuple(small.width * m for m in small.width_mult), small.num_res_blocks)
     unet_d.to(device).eval()
     record(S, "diffusers DDPM-1000", lambda: time_sample(diffusers_sample(unet_d, ddpm_s, 1000, device),
                                                         n_ddpm, device, amp=args.peer_amp))

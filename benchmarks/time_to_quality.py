@@ -19,7 +19,7 @@ first interval includes compilation); scoring time is reported apart.
   4.0 bits/dim within 15 minutes.
 - ddpm: chapter 04's U-Net and schedule at the profile's width and classes. Scores: the held-out
   noise-prediction MSE (cheap, on test images) and the Frechet distance between the judge's
-  features (checkpoints/classifier.safetensors, no download) of `--n-eval` DDIM-50 samples
+  features (cvae_lib/checkpoints/classifier.safetensors, no download) of `--n-eval` DDIM-50 samples
   (eta 1, EMA weights, equal numbers per class, seed 0) and of the test images. FD at a fixed n
   is biased upwards (chapter 05 shows by how much), so compare points of one curve, not
   numbers measured with another n.
@@ -49,28 +49,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from train_ddpm import chapter04_unet  # noqa: E402  (the U-Net chapter 04 builds)
-
-from cvae_lib.data import cache_dir, load_cifar10  # noqa: E402
-from cvae_lib.diffusion import Diffusion, DiffusionConfig  # noqa: E402
-from cvae_lib.latent import LatentDiffusion, encode_set  # noqa: E402
-from cvae_lib.metrics import judge_scores  # noqa: E402
-from cvae_lib.models.classifier import Classifier, ClassifierConfig  # noqa: E402
-from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss  # noqa: E402
-from cvae_lib.models.first_stage import FirstStage, FirstStageConfig  # noqa: E402
-from cvae_lib.models.unet import UNet, UNetConfig  # noqa: E402
-from cvae_lib.profiles import get_profile  # noqa: E402
-from cvae_lib.runtime import describe, pick_device, seed_everything  # noqa: E402
-from cvae_lib.train import EMA, TrainConfig, evaluate, fit, infer  # noqa: E402
-from cvae_lib.weights import load_weights, read_metadata, shipped  # noqa: E402
+from cvae_lib.data import cache_dir, load_cifar10
+from cvae_lib.diffusion import Diffusion, DiffusionConfig
+from cvae_lib.latent import LatentDiffusion, encode_set
+from cvae_lib.metrics import judge_scores
+from cvae_lib.models.classifier import Classifier, ClassifierConfig
+from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
+from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
+from cvae_lib.models.unet import UNet, UNetConfig
+from cvae_lib.profiles import get_profile
+from cvae_lib.runtime import describe, pick_device, seed_everything
+from cvae_lib.train import EMA, TrainConfig, evaluate, fit, infer
+from cvae_lib.weights import load_weights, read_metadata, shipped
 
 OUT = Path(__file__).resolve().parent / "results"
 MODELS = ("vae", "ddpm", "ldm", "peer-ddpm-pytorch", "peer-diffusers")
@@ -125,8 +121,8 @@ def _scores(judge, x, y_gen, feats_test, conditional: bool) -> dict:
 
 def _ddpm(args, device, P):
     classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
-    diffusion = Diffusion(DiffusionConfig(T=P.diffusion.T, schedule="linear", null_label=10, p_uncond=0.1)).to(device)
-    model = UNet(chapter04_unet(P.ddpm.width))
+    diffusion = Diffusion(DiffusionConfig.course(P.diffusion.T)).to(device)
+    model = UNet(UNetConfig.course(P.ddpm.width))
     ema = EMA(model, decay=args.ema_decay)
     batch = args.batch_size or P.ddpm.batch_size
     cfg = TrainConfig(epochs=10**6, batch_size=batch, lr=2e-3, warmup_steps=100, grad_clip=1.0, hflip=True,
@@ -149,9 +145,8 @@ def _ldm(args, device, P):
     classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
     first = load_weights(shipped("ldm_first_stage"), FirstStage, FirstStageConfig).to(device).requires_grad_(False)
     latents = encode_set(first, train, mirror=True)
-    diffusion = Diffusion(DiffusionConfig(T=P.latent.T, schedule="linear", null_label=10, p_uncond=0.1,
-                                          data="latent")).to(device)
-    model = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, ch=P.ldm.width))
+    diffusion = Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device)
+    model = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=P.ldm.width))
     ema = EMA(model, decay=args.ema_decay)
     cfg = TrainConfig(epochs=10**6, batch_size=args.batch_size or P.ldm.batch_size, lr=1e-3, warmup_steps=100,
                       grad_clip=1.0, max_steps=args.eval_steps, compile=args.compile, progress=False)

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .files import course_root
 
 __all__ = ["ensure_runs", "main"]
 
@@ -70,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("only", nargs="*", help="chapter prefixes to run, e.g. 00 01")
-    parser.add_argument("--out", default=str(ROOT / "build"), help="output folder (default build/)")
+    parser.add_argument("--out", default=None, help="output folder (default: build/ in the course folder)")
+    parser.add_argument("--root", default=None, help="the course clone (default: see course_root)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--no-report", action="store_true", help="do not write course.md (nested runs)")
     args = parser.parse_args(argv)
-
-    out = Path(args.out)
+    root = course_root(args.root)
+    out = Path(args.out) if args.out else root / "build"
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("CVAE_FIGURES_DIR", str(out / "figures"))
     os.environ.setdefault("CVAE_TABLES_DIR", str(out / "tables"))
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = get_profile()
     os.environ["CVAE_PROFILE"] = profile.name  # every notebook uses the same profile
-    notebooks = sorted(p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
+    notebooks = sorted(p for p in (root / "notebooks").glob("[0-9][0-9]_*.ipynb")
                        if not args.only or any(p.name.startswith(o) for o in args.only))
     info = describe()
     print(f"profile {profile.name} ({profile.summary}); device {info['device']}; "

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import from_unit, to_unit  # the image-range helpers, re-exported for chapter 04
-from .runtime import eval_mode
+from .runtime import eval_mode, unwrap
 
 __all__ = ["DiffusionConfig", "Diffusion", "beta_schedule", "ddim_timesteps", "to_unit",
            "from_unit"]
@@ -52,6 +52,13 @@ class DiffusionConfig:
     p_uncond: float = 0.1          # training: probability of replacing y by null_label (CFG)
     clip_x0: bool | None = None    # sampling: clamp the predicted x0 to [-1, 1]; None: for images only
     data: str = "image"            # what x0 is: "image" (in [-1, 1] inside) | "latent" (unbounded)
+
+    @classmethod
+    def course(cls, T: int = 1000, data: str = "image") -> DiffusionConfig:
+        """The course's recipe (chapters 04-06, tools/, benchmarks/): Ho et al.'s linear schedule
+        over T steps, classifier-free guidance with the null class 10 (the U-Net's extra label
+        row for CIFAR-10's ten classes) dropped in with probability 0.1."""
+        return cls(T=T, schedule="linear", null_label=10, p_uncond=0.1, data=data)
 
 
 def beta_schedule(kind: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -184,10 +191,20 @@ class Diffusion(nn.Module):
         x0: (B, C, H, W) in [-1, 1]; y: (B,) class ids or None. t ~ Uniform{0..T-1}.
         Returns the mean squared error per pixel (a scalar).
         """
+        self.check_denoiser(model)
         t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
         eps = torch.randn_like(x0)
         xt = self.add_noise(x0, t, eps)
         return F.mse_loss(model(xt, t, self.drop_labels(y)).float(), eps)
+
+    def check_denoiser(self, model: Denoiser) -> None:
+        """Where the schedule meets the U-Net: the null label of classifier-free guidance must be
+        the U-Net's extra class row (its `num_classes`), or "no class" would be a real class."""
+        n = getattr(getattr(unwrap(model), "cfg", None), "num_classes", None) if isinstance(model, nn.Module) else None
+        if n is not None and self.cfg.null_label is not None and self.cfg.null_label != n:
+            raise ValueError(f"DiffusionConfig(null_label={self.cfg.null_label}) does not match the "
+                             f"model's num_classes={n}: the null class must be the extra label row "
+                             f"{n}. Set null_label={n} (DiffusionConfig.course() uses 10).")
 
     def train_loss(self, model: Denoiser, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """`loss` for `train.fit`: images x (B, 3, H, W) in [0, 1] are mapped to [-1, 1] first
@@ -209,6 +226,8 @@ class Diffusion(nn.Module):
         (1 + w) eps_cond - w eps_uncond), and equals diffusers' guidance_scale. Both predictions
         come from one forward pass of a doubled batch.
         """
+        if y is not None:
+            self.check_denoiser(model)
         if y is None or guidance == 1.0:
             return model(xt, t, y)
         if self.cfg.null_label is None:

@@ -5,7 +5,8 @@
 
 A crash or an exception inside the block leaves the old file (or none) and no temporary file.
 Checkpoints (train.py), shipped weights (weights.py) and the decoded CIFAR-10 cache (data.py)
-all go through `atomic_write`.
+all go through `atomic_write`. `course_root` finds the clone that holds the notebooks and
+solutions, which belong to the repository, not to the installed package.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "sha256"]
+__all__ = ["atomic_write", "sha256", "course_root"]
 
 
 @contextlib.contextmanager
@@ -44,3 +45,21 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def course_root(folder: str | os.PathLike | None = None, need: str = "notebooks") -> Path:
+    """The clone of the course that holds `need` (notebooks/ or solutions/): `folder`, else env
+    CVAE_COURSE_DIR, else the repository this package sits in (an editable install), else the
+    current folder. The notebooks belong to the repository, not to the installed package, so a
+    wheel install must point here at a clone; the error says how."""
+    candidates = [Path(folder)] if folder else []
+    if os.environ.get("CVAE_COURSE_DIR"):
+        candidates.append(Path(os.environ["CVAE_COURSE_DIR"]))
+    candidates += [Path(__file__).resolve().parents[1], Path.cwd()]
+    for c in candidates:
+        if (c / need).is_dir():
+            return c
+    raise FileNotFoundError(f"no {need}/ folder in {', '.join(map(str, dict.fromkeys(candidates)))}: "
+                            f"{need}/ comes with a clone of the course, not with `pip install`. Clone it "
+                            f"(git clone https://github.com/cvae-course/cvae-course) and run from there, "
+                            f"or set CVAE_COURSE_DIR to the clone.")

@@ -162,17 +162,23 @@ def write_gradebook(rows: list[Row], out: Path) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(prog="python -m cvae_lib.grade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", type=Path, help="folder of submitted notebooks")
-    parser.add_argument("--solutions", type=Path, default=root / "solutions",
-                        help="reference solutions (default: the course's solutions/)")
+    parser.add_argument("--solutions", type=Path, default=None,
+                        help="reference solutions (default: solutions/ of the course clone; they are "
+                             "not in the installed package, so students' pip installs never hold them)")
     parser.add_argument("--out", type=Path, default=Path("gradebook"), help="where to write the gradebook")
     parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per notebook")
     args = parser.parse_args(argv)
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of submitted notebooks")
+    if args.solutions is None:
+        from .files import course_root
+        try:
+            args.solutions = course_root(need="solutions") / "solutions"
+        except FileNotFoundError as e:
+            parser.error(str(e))
     rows = grade(args.submissions, args.solutions, args.timeout)
     csv_path, md_path = write_gradebook(rows, args.out)
     print(f"{len(rows)} rows -> {csv_path}, {md_path}")

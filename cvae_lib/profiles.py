@@ -7,6 +7,7 @@ Set the environment variable `CVAE_PROFILE` before starting Jupyter (or in the f
 | `smoke` | CI, `pytest --nbval-lax` | tiny subsets, a few steps: proves the notebook runs, in seconds |
 | `cpu`   | a laptop or free Colab CPU | real CIFAR-10, small models, minutes per notebook |
 | `gpu`   | one GPU | full data, longer runs, the numbers quoted in the README |
+| `full`  | several GPUs, torchrun | the papers' run lengths (tools/, never picked automatically) |
 
 Unset, the profile is `gpu` when CUDA is available and `cpu` otherwise. Every size a
 notebook uses comes from the `Profile` returned by `get_profile()`; this file is the only
@@ -15,7 +16,7 @@ place that says what a profile means.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -41,13 +42,14 @@ class DiffusionRun:
     ddim_steps: tuple[int, ...] = (10, 50, 100)  # DDIM step counts compared with DDPM
     n_grid: int = 10                     # DDIM samples per class in the final grid
     ema_decay: float = 0.995             # EMA of the weights used for sampling (horizon ~ 1 / (1 - decay) steps)
+    unet: str = "course"                 # "course" (UNetConfig.course, width from ddpm) | "paper" (Ho et al.)
 
 
 @dataclass(frozen=True)
 class LatentRun:
     """What chapter 06 trains and samples besides the RunSize `ldm` (its prior; width = U-Net ch).
 
-    The first stage is the shipped one (checkpoints/ldm_first_stage.safetensors) in every profile:
+    The first stage is the shipped one (cvae_lib/checkpoints/ldm_first_stage.safetensors) in every profile:
     training an adversarial autoencoder takes longer than a chapter may.
     """
     classes: tuple[str, ...] | None = ("airplane", "frog")  # the prior learns these (None: all ten)
@@ -128,6 +130,15 @@ PROFILES: dict[str, Profile] = {
         latent=LatentRun(classes=None, n_grid=10, ema_decay=0.999),
     ),
 }
+
+
+# `full`: the long reproductions, for instructors producing shipped weights and for researchers
+# (hours to days; never picked automatically). Chapter 04's DDPM is the paper's: Ho et al.'s
+# 35.7M U-Net, 800k steps of 128 images (2,090 epochs of the 49,000 training images), EMA 0.9999.
+PROFILES["full"] = replace(
+    PROFILES["gpu"], name="full", summary="the papers' run lengths: hours to days on several GPUs (torchrun)",
+    ddpm=RunSize(train_per_class=None, epochs=2090, batch_size=128, width=128),
+    diffusion=DiffusionRun(classes=None, n_ddpm=16, n_grid=10, ema_decay=0.9999, unet="paper"))
 
 
 def get_profile(name: str | None = None) -> Profile:

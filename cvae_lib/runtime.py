@@ -18,7 +18,8 @@ import random
 import torch
 
 __all__ = ["pick_device", "seed_everything", "cpu_has_amx", "amp_dtype", "autocast",
-           "maybe_compile", "unwrap", "use_channels_last", "optimizer_flags", "eval_mode", "describe"]
+           "maybe_compile", "unwrap", "use_channels_last", "optimizer_flags", "eval_mode", "init_distributed",
+           "distributed", "describe"]
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -26,8 +27,9 @@ def pick_device(prefer: str | None = None) -> torch.device:
     prefer = prefer or os.environ.get("CVAE_DEVICE")
     if prefer:
         return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
+    if torch.cuda.is_available():          # under torchrun, each process its own GPU
+        local = os.environ.get("LOCAL_RANK")
+        return torch.device("cuda", int(local)) if local is not None else torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -141,6 +143,33 @@ def eval_mode(*models):
     finally:
         for m, was_training in modes:
             m.train(was_training)
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group torchrun describes (env WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR,
+    MASTER_PORT), once: NCCL when each process has a GPU, gloo on CPUs. Returns (rank, world);
+    (0, 1) outside torchrun, where nothing is initialised. On CUDA each process takes the GPU
+    cuda:LOCAL_RANK, which `pick_device` then returns."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available() and os.environ.get("CVAE_DEVICE", "cuda").startswith("cuda")
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of an initialised process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def describe(device: torch.device | str | None = None) -> dict:

@@ -11,6 +11,12 @@ Nothing is lost: after every epoch a checkpoint (model config, uncompiled weight
 EMA, RNG state, history) is written atomically, and calling `fit` again with the same
 checkpoint path continues exactly where it stopped, giving the same weights as an
 uninterrupted run. Checkpoints are plain tensors and numbers, loaded with weights_only=True.
+
+Under `torchrun --nproc_per_node N` (after `runtime.init_distributed()`), the same `fit` trains
+with DistributedDataParallel: every rank builds the same global batch of `batch_size` items
+and takes its 1/N slice, the logged losses are all-reduced, progress bars come from rank 0,
+only rank 0 writes the checkpoint, and the checkpoint keeps every rank's RNG state, so a
+resumed N-process run matches an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -29,7 +35,16 @@ from torch import nn
 from .configs import config_dict, config_from_dict, upgrade_config
 from .data import ImageSet, TensorSet
 from .files import atomic_write
-from .runtime import autocast, eval_mode, maybe_compile, optimizer_flags, pick_device, unwrap, use_channels_last
+from .runtime import (
+    autocast,
+    distributed,
+    eval_mode,
+    maybe_compile,
+    optimizer_flags,
+    pick_device,
+    unwrap,
+    use_channels_last,
+)
 
 __all__ = ["TrainConfig", "History", "EMA", "CheckpointError", "fit", "evaluate", "infer", "run_dir",
            "load_or_train", "load_checkpoint", "load_model", "save_checkpoint", "unwrap"]
@@ -66,6 +81,16 @@ class TrainConfig:
     channels_last: bool | str = "auto"  # NHWC memory format; "auto": on CUDA and CPU (1.2-1.5x here)
     log_every: int = 20               # steps between progress-bar updates (host syncs)
     progress: bool = True             # tqdm progress bars
+
+    def steps_per_epoch(self, n_items: int) -> int:
+        """Optimizer steps of one epoch over n_items training items (the last batch may be
+        smaller), capped by max_steps: the one formula fit and every caller use."""
+        steps = math.ceil(n_items / self.batch_size)
+        return min(steps, self.max_steps) if self.max_steps is not None else steps
+
+    def total_steps(self, n_items: int) -> int:
+        """Optimizer steps of the whole run (all epochs), e.g. to size a KL warm-up."""
+        return self.epochs * self.steps_per_epoch(n_items)
 
 
 @dataclass
@@ -296,7 +321,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, cfg: Trai
     from tqdm.auto import tqdm
 
     epochs = tqdm(range(run.epoch, cfg.epochs), desc="epochs", initial=run.epoch, total=cfg.epochs,
-                  disable=not cfg.progress)
+                  disable=not cfg.progress or run.rank > 0)
     for epoch in epochs:
         t0 = time.perf_counter()
         row = {"epoch": epoch + 1, **run.train_epoch(epoch)}
@@ -331,6 +356,8 @@ class _Run:
     channels_last: bool
     steps_per_epoch: int
     pass_step: bool                  # loss_fn takes the optimizer step as `step=`
+    rank: int = 0                    # this process in a torchrun group (0 alone)
+    world: int = 1                   # processes in the group
     history: History = field(default_factory=History)
     best: dict = field(default_factory=lambda: {"loss": math.inf, "weights": None})
     epoch: int = 0                   # epochs already done (resumed from the checkpoint)
@@ -347,24 +374,34 @@ class _Run:
         if channels_last:
             model.to(memory_format=torch.channels_last)
         train_set = data.to(device)
-        steps = math.ceil(len(train_set) / cfg.batch_size)
         run = cls(model=model, step_model=model, loss_fn=loss_fn, train_set=train_set, cfg=cfg, ema=ema,
                   device=device, path=Path(checkpoint) if checkpoint is not None else None,
                   opt=_make_optimizer(model.parameters(), cfg, device), channels_last=channels_last,
-                  steps_per_epoch=min(steps, cfg.max_steps) if cfg.max_steps is not None else steps,
+                  steps_per_epoch=cfg.steps_per_epoch(len(train_set)),
                   pass_step=_takes_step(loss_fn))
+        run.rank, run.world = distributed()
         if run.path is not None and run.path.exists():
             run.resume(load_checkpoint(run.path))
         else:
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.seed + run.rank)   # each rank draws its own noise (t, eps, z)
         if not run.finished:
-            run.step_model = maybe_compile(model, cfg.compile)
+            wrapped = model
+            if run.world > 1:
+                from torch.nn.parallel import DistributedDataParallel
+
+                wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            run.step_model = maybe_compile(wrapped, cfg.compile)
         return run
 
     def resume(self, state: dict) -> None:
         """Restore weights, optimizer, EMA, RNG and history from a checkpoint of the same run."""
         _check_resumable(state, self.model, self.cfg, self.path)
-        _restore(state, self.model, self.ema, self.device, self.opt)
+        ranks = state["rng"].get("ranks") or [state["rng"]]
+        if len(ranks) != self.world:
+            raise CheckpointError(f"{self.path} was written by a run of {len(ranks)} process(es), and this "
+                                  f"one has {self.world}: resume with the same torchrun --nproc_per_node, "
+                                  f"or use a new checkpoint path.")
+        _restore({**state, "rng": ranks[self.rank]}, self.model, self.ema, self.device, self.opt)
         h = state["history"]
         self.history = History(h["rows"], h["stopped_early"], h["best_epoch"])
         self.best = {"loss": state["best"]["loss"], "weights": state["best"]["weights"]}
@@ -379,7 +416,7 @@ class _Run:
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
         n_seen = 0
-        bar = tqdm(total=n, desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.progress)
+        bar = tqdm(total=n, desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.progress or self.rank > 0)
         batches = self.train_set.batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, hflip=cfg.hflip,
                                          translate=cfg.translate)
         for i, (x, y) in enumerate(batches):
@@ -390,20 +427,34 @@ class _Run:
                 sums[k] = sums.get(k, 0.0) + v.detach().float() * len(x)
             n_seen += len(x)
             if (i + 1) % cfg.log_every == 0 or i + 1 == n:
-                running = float(sums["loss"]) / n_seen  # one host sync every log_every steps
+                running = self.global_means(sums, n_seen)["loss"]  # one host sync every log_every steps
                 _check_finite(running, epoch, i, cfg, self.path)
                 bar.set_postfix(loss=f"{running:.4g}")
                 bar.update(i + 1 - bar.n)
         bar.close()
-        row = {"train_loss": float(sums["loss"]) / n_seen, "steps": n}
+        means = self.global_means(sums, n_seen)
+        row = {"train_loss": means.pop("loss"), "steps": n}
         _check_finite(row["train_loss"], epoch, n, cfg, self.path)
-        row.update({f"train_{k}": float(v) / n_seen for k, v in sums.items() if k != "loss"})
+        row.update({f"train_{k}": v for k, v in means.items()})
         return row
+
+    def global_means(self, sums: dict[str, torch.Tensor], n_seen: int) -> dict[str, float]:
+        """Sums of loss terms over this rank's items -> means over every rank's items."""
+        if self.world == 1:
+            return {k: float(v) / n_seen for k, v in sums.items()}
+        import torch.distributed as dist
+
+        t = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device) for v in sums.values()]
+                        + [torch.tensor(float(n_seen), device=self.device)])
+        dist.all_reduce(t)
+        return {k: float(v) / float(t[-1]) for k, v in zip(sums, t[:-1])}
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
         """One optimizer step at global step `step` (0-based): learning rate, loss, backward,
         clipping, update, EMA. Returns the loss and its logged terms (on the device)."""
         cfg = self.cfg
+        if self.world > 1:                            # this rank's slice of the global batch
+            x, y = x.tensor_split(self.world)[self.rank], y.tensor_split(self.world)[self.rank]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if cfg.warmup_steps or cfg.schedule != "constant":
@@ -435,8 +486,16 @@ class _Run:
                 h.stopped_early = True
                 unwrap(self.model).load_state_dict(self.best["weights"])
         if self.path is not None:
-            save_checkpoint(self.path, _state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best))
-        if h.stopped_early:
+            rng = _rng_state()
+            if self.world > 1:                        # every rank's RNG, gathered for rank 0 to save
+                import torch.distributed as dist
+
+                ranks = [None] * self.world
+                dist.all_gather_object(ranks, rng)
+                rng = {**rng, "ranks": ranks}
+            if self.rank == 0:
+                save_checkpoint(self.path, _state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best, rng))
+        if h.stopped_early and self.rank == 0:
             say(f"early stopping after epoch {epoch + 1}: validation loss has not improved for "
                 f"{cfg.early_stopping} epochs; restored the weights of epoch {h.best_epoch}")
 
@@ -485,7 +544,11 @@ def _check_finite(value: float, epoch: int, step: int, cfg: TrainConfig, path: P
         f"for VAEs, or check that inputs are finite and in [0, 1].")
 
 
-def _state(model, opt, ema, cfg, epoch, history, best) -> dict:
+def _rng_state() -> dict:
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+
+
+def _state(model, opt, ema, cfg, epoch, history, best, rng: dict) -> dict:
     return {
         "format": _FORMAT,
         "model_class": type(unwrap(model)).__name__,
@@ -495,8 +558,7 @@ def _state(model, opt, ema, cfg, epoch, history, best) -> dict:
         "ema": ema.state_dict() if ema is not None else None,
         "optimizer": opt.state_dict(),
         "epoch": epoch,
-        "rng": {"cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+        "rng": rng,
         "history": history.to_dict(),
         "best": best,
         "done": history.stopped_early or epoch >= cfg.epochs,

@@ -48,7 +48,6 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
     sys.path.insert(0, "/content/cvae-course")  # importable in this kernel without a restart
 
 # %%
-import math
 
 import torch
 
@@ -137,7 +136,9 @@ print("KL per image (nats):", kl_ours.sum(1).detach().numpy().round(2))
 from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
 from cvae_lib.train import TrainConfig, load_or_train
 
-steps = P.vae.epochs * (P.vae.max_steps or math.ceil(len(train) / P.vae.batch_size))
+tcfg = TrainConfig(epochs=P.vae.epochs, batch_size=P.vae.batch_size, lr=2e-3, hflip=True,
+                   max_steps=P.vae.max_steps, grad_clip=100.0)
+steps = tcfg.total_steps(len(train))                      # optimizer steps the run will take
 cfg = VAEConfig(latent_dim=64, width=P.vae.width, residual=True, likelihood="logistic",
                 kl_warmup_steps=steps // 4)
 model = VAE(cfg)
@@ -157,8 +158,6 @@ print("image", tuple(x.shape), "-> mu, logvar", tuple(mu.shape), "-> decoder out
 # image, and `bpd`, the negative ELBO in bits/dim.
 
 # %%
-tcfg = TrainConfig(epochs=P.vae.epochs, batch_size=P.vae.batch_size, lr=2e-3, hflip=True,
-                   max_steps=P.vae.max_steps, grad_clip=100.0)
 history = load_or_train(model, vae_loss, train, tcfg, RUNS / "vae_logistic.pt", val=val, device=device)
 print(f"trained {len(history)} epochs in {history.seconds:.0f} s")
 
@@ -267,7 +266,7 @@ def active_units(m, x: torch.Tensor, threshold: float = 0.5) -> int:
 extra = {
     "beta=4": VAEConfig(latent_dim=64, width=P.vae_side.width, residual=True, likelihood="logistic_mixture", beta=4.0),
     "warm-up + free bits": VAEConfig(latent_dim=64, width=P.vae_side.width, residual=True, likelihood="logistic_mixture",
-                                     kl_warmup_steps=side_cfg.epochs * (side_cfg.max_steps or 100) // 2, free_bits=0.25),
+                                     kl_warmup_steps=side_cfg.total_steps(len(side_train)) // 2, free_bits=0.25),
 }
 for name, c in extra.items():
     side[name] = VAE(c)

@@ -294,7 +294,7 @@ def seconds_per_step(model, batch_size: int, n: int = 5) -> float:
     return (time.perf_counter() - t0) / n
 
 
-steps_study = len(h_study) * (P.cvae.max_steps or math.ceil(len(train_all) / 46))
+steps_study = h_study.steps                                # optimizer steps the study's run took
 bpd_cfg = CVAEConfig(width=P.cvae.width, residual=True, spatial=True, n_stages=2, latent_dim=8,
                      likelihood="logistic_mixture", n_mix=5, condition_encoder=True,
                      kl_warmup_steps=steps_study // 8)

@@ -88,13 +88,16 @@ print("train:", train, "\nvalidation:", len(val))
 # \qquad \varepsilon \sim \mathcal N(0, I), \qquad \bar\alpha_t = \prod_{s \le t} (1-\beta_s).$$
 #
 # Images live in $[-1, 1]$ inside the process (`from_unit` maps our $[0, 1]$ images there).
-# The library keeps the schedule in a `Diffusion` object, apart from any network.
+# The library keeps the schedule in a `Diffusion` object, apart from any network. The course's
+# recipe, `DiffusionConfig.course(T)`, is Ho et al.'s linear schedule plus classifier-free
+# guidance's null label (section 5); the printed config shows every value.
 
 # %%
 from cvae_lib.diffusion import Diffusion, DiffusionConfig, from_unit, to_unit
 from cvae_lib.plotting import save_figure, show_images
 
-diffusion = Diffusion(DiffusionConfig(T=P.diffusion.T, schedule="linear", null_label=10, p_uncond=0.1)).to(device)
+diffusion = Diffusion(DiffusionConfig.course(P.diffusion.T)).to(device)
+print(diffusion.cfg)
 x0 = from_unit(train.images(4))                               # (4, 3, 32, 32) in [-1, 1]
 steps = [0, 50, 100, 200, 400, 700, P.diffusion.T - 1]
 steps = sorted({min(s * P.diffusion.T // 1000, P.diffusion.T - 1) for s in steps})
@@ -145,8 +148,8 @@ save_figure(fig, "04_schedules")
 # %%
 from cvae_lib.models.unet import UNet, UNetConfig
 
-model = UNet(UNetConfig(ch=P.ddpm.width, ch_mult=(1, 2, 2), num_res_blocks=1,
-                        attn_resolutions=(16,), groups=min(8, P.ddpm.width // 2), num_classes=10))
+model = UNet(UNetConfig.course(P.ddpm.width))   # levels at 32, 16, 8; attention at 16; + null class
+print(model.cfg)
 x, y = next(train.batches(8, seed=0))                         # x (8, 3, 32, 32) in [0, 1]
 
 torch.manual_seed(1)
@@ -196,8 +199,7 @@ tcfg = TrainConfig(epochs=P.ddpm.epochs, batch_size=P.ddpm.batch_size, lr=2e-3, 
                    grad_clip=1.0, hflip=True, max_steps=P.ddpm.max_steps)
 history = load_or_train(model, diffusion.train_loss, train, tcfg, RUNS / "ddpm.pt", val=val,
                         ema=ema, device=device)
-per_epoch = len(train) if P.ddpm.max_steps is None else min(len(train), P.ddpm.max_steps * P.ddpm.batch_size)
-n_seen = len(history) * per_epoch                           # training images seen (with repeats)
+n_seen = history.steps * tcfg.batch_size                   # training images seen (steps x batch)
 print(f"trained {len(history)} epochs ({n_seen} images) in {history.seconds:.0f} s, "
       f"{n_seen / max(history.seconds, 1e-9):.0f} images/s")
 eps_model = ema.model.to(device).eval()                     # sample with the averaged weights
@@ -216,7 +218,7 @@ save_figure(fig, "04_loss")
 # ### The same recipe, trained longer
 #
 # A few CPU minutes are far too few steps for a diffusion model (the paper trained for 800,000
-# steps of 128 images). So the course ships `checkpoints/ddpm_cpu.safetensors`: this U-Net,
+# steps of 128 images). So the course ships `cvae_lib/checkpoints/ddpm_cpu.safetensors`: this U-Net,
 # schedule and label drop, trained by `tools/train_ddpm.py` on airplanes and frogs for many
 # more steps on a CPU, with a cosine learning-rate decay and a longer EMA. If it learned this
 # profile's classes, the rest of the chapter samples from it; set `USE_SHIPPED = False` to
@@ -249,6 +251,7 @@ else:
     print(f"the shipped DDPM learned {meta['classes']}, this profile uses {list(names)}: "
           f"sampling from the model trained above")
 
+# %% [markdown]
 # ## 7. Sampling, written out (Algorithm 2)
 #
 # Start from $x_T \sim \mathcal N(0, I)$ and undo one step at a time (Ho et al., Eq. 11):
@@ -311,6 +314,13 @@ seconds_ddpm = time.perf_counter() - t0
 # for any earlier step $t' < t$: predict the clean image, then re-noise it to the level of $t'$.
 # $\eta = 1$ with every step gives back DDPM (a test checks this). Same starting noise below,
 # so the rows can be compared image by image.
+#
+# Which $k$ timesteps? The library spaces them evenly from $T-1$ down to 0 and rounds
+# (`ddim_timesteps(1000, 4)` is `[999, 666, 333, 0]`): diffusers calls this spacing
+# `"linspace"`. The gaps are then not all equal, so each step goes to the *next listed*
+# timestep $t'$, which keeps $x$ at exactly the noise level the network is asked about next.
+# (diffusers' DDIM step assumes equal gaps of $T // k$; on its evenly spaced lists the two
+# agree, which `tests/test_references.py` checks.)
 
 # %%
 rows, labels, rates = [x_lib, x_ddpm], [f"DDPM {diffusion.T}, no clip", f"DDPM {diffusion.T}"], [math.nan, n / seconds_ddpm]
@@ -354,7 +364,10 @@ for name, r in zip(labels[1:], rates[1:]):
 # $$\tilde\varepsilon = \varepsilon_\theta(x_t, t, \varnothing) + w\,\big(\varepsilon_\theta(x_t, t, y) - \varepsilon_\theta(x_t, t, \varnothing)\big).$$
 #
 # $w = 0$ ignores the class, $w = 1$ is the plain conditional model, $w > 1$ exaggerates
-# whatever distinguishes the class. Same noise in every row:
+# whatever distinguishes the class. A warning for reading papers: Ho & Salimans write the same
+# formula as $(1 + w)\,\varepsilon_\theta(x_t, t, y) - w\,\varepsilon_\theta(x_t, t, \varnothing)$, so
+# their $w$ is ours minus one (their $w = 0$ is our $w = 1$). Ours is diffusers'
+# `guidance_scale`. Same noise in every row:
 
 # %%
 scales = [0.0, 1.0, 2.0, 4.0]

@@ -102,7 +102,7 @@ print(f"classes {names}; {len(test)} test images; {len(y_gen)} samples per model
 # FID compares generated and real images in the feature space of an Inception network
 # trained on ImageNet. Its weights are a 90 MB download, and ImageNet features are not made
 # for 32x32 images. The course ships a small CIFAR-10 classifier instead
-# (`checkpoints/classifier.safetensors`, trained by `tools/train_classifier.py`; the file holds
+# (`cvae_lib/checkpoints/classifier.safetensors`, trained by `tools/train_classifier.py`; the file holds
 # its config, its weights and the test accuracy it reached). It gives two metrics:
 #
 # - **class accuracy**: the fraction of samples drawn for class $y$ that the judge assigns to
@@ -115,7 +115,7 @@ print(f"classes {names}; {len(test)} test images; {len(y_gen)} samples per model
 #   diversity (do they spread like the real ones?).
 #
 # Loading is safe: a safetensors file holds only tensors and text, and its checksum is
-# verified against `checkpoints/SHA256SUMS`.
+# verified against `cvae_lib/checkpoints/SHA256SUMS`.
 
 # %%
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
@@ -144,13 +144,13 @@ print(f"judge: {sum(p.numel() for p in judge.parameters()) / 1e6:.2f}M parameter
 # | CVAE, improved for bits/dim | residual, spatial latent, mixture of logistics | chapter 03 |
 # | CVAE, improved for samples | residual, vector latent, Gaussian likelihood | chapter 03 |
 # | DDPM, chapter 04 run | the U-Net you trained in chapter 04 | chapter 04 |
-# | CVAE, shipped | the "improved for samples" recipe trained longer on airplanes and frogs | `checkpoints/cvae_cpu.safetensors` |
-# | DDPM, shipped | chapter 04's recipe trained longer on airplanes and frogs | `checkpoints/ddpm_cpu.safetensors` |
+# | CVAE, shipped | the "improved for samples" recipe trained longer on airplanes and frogs | `cvae_lib/checkpoints/cvae_cpu.safetensors` |
+# | DDPM, shipped | chapter 04's recipe trained longer on airplanes and frogs | `cvae_lib/checkpoints/ddpm_cpu.safetensors` |
 # | DDPM, shipped, guided | the same, with classifier-free guidance $w = 2$ | |
 # | DDPM, shipped, eta 0 | the same, with the deterministic DDIM sampler | |
 # | LDM, chapter 06 run | the latent-diffusion prior you trained in chapter 06, on the shipped first stage | chapter 06 |
 # | LDM, chapter 06 run, guided | the same, with the guidance weight chosen for the shipped prior | |
-# | LDM, shipped, guided | chapter 06's recipe trained longer on airplanes and frogs, guided | `checkpoints/ldm_prior.safetensors` |
+# | LDM, shipped, guided | chapter 06's recipe trained longer on airplanes and frogs, guided | `cvae_lib/checkpoints/ldm_prior.safetensors` |
 #
 # The two shipped models are the fairest pair: same classes, same machine, and each trained
 # for tens of CPU minutes by a script in `tools/` (their metadata records how long).
@@ -181,7 +181,7 @@ minutes = {"AE": train_minutes(RUNS / "ae.pt"), **{name: train_minutes(path) for
 
 # chapter 04's run: the EMA weights, with the schedule chapter 04 used in this profile
 ddpm_own = load_model(RUNS / "ddpm.pt", UNet, UNetConfig, ema=True).to(device)
-diffusion_own = Diffusion(DiffusionConfig(T=P.diffusion.T, schedule="linear", null_label=10)).to(device)
+diffusion_own = Diffusion(DiffusionConfig.course(P.diffusion.T)).to(device)
 minutes["DDPM, chapter 04 run"] = train_minutes(RUNS / "ddpm.pt")
 
 # chapter 06's latent diffusion: the shipped first stage with chapter 06's prior and, if it
@@ -194,7 +194,7 @@ first = load_weights(shipped("ldm_first_stage"), FirstStage, FirstStageConfig).t
 meta_first, meta_ldm = (read_metadata(shipped(f))["metrics"] for f in ("ldm_first_stage", "ldm_prior"))
 w_ldm = meta_ldm["guidance"]
 ldm_own = LatentDiffusion(first, load_model(RUNS / "ldm_prior.pt", UNet, UNetConfig, ema=True).to(device),
-                          Diffusion(DiffusionConfig(T=P.latent.T, null_label=10, data="latent")).to(device))
+                          Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device))
 minutes["LDM, chapter 06 run"] = minutes["LDM, chapter 06 run, guided"] = train_minutes(RUNS / "ldm_prior.pt")
 use_shipped_ldm = meta_ldm["classes"] == names
 if use_shipped_ldm:

@@ -203,9 +203,8 @@ print(f"std of the raw latents {float(mu_raw.std()):.3f}; stored scale {float(fi
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.models.unet import UNet, UNetConfig
 
-diffusion = Diffusion(DiffusionConfig(T=P.latent.T, schedule="linear", null_label=10, p_uncond=0.1,
-                                      data="latent")).to(device)
-prior = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, ch=P.ldm.width))
+diffusion = Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device)  # chapter 04's recipe
+prior = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=P.ldm.width))
 print(f"prior: {sum(p.numel() for p in prior.parameters()) / 1e6:.2f}M parameters on "
       f"{first.cfg.latent_shape} latents; clips x0: {diffusion.clips}")
 

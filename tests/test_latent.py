@@ -162,7 +162,7 @@ def test_train_loss_uses_latents_as_they_are():
 
 
 def test_unet_latent_config_maps_latent_grids_to_themselves():
-    cfg = UNetConfig.latent(in_channels=4, resolution=8, num_classes=10, ch=16)
+    cfg = UNetConfig.latent(in_channels=4, resolution=8, num_classes=10, width=16)
     net = UNet(cfg)
     z = torch.randn(2, 4, 8, 8)
     assert net(z, torch.tensor([0, 999]), torch.tensor([3, 10])).shape == z.shape
@@ -202,7 +202,7 @@ def test_fit_trains_a_prior_on_latents():
     d = Diffusion(DiffusionConfig(T=100, null_label=10, data="latent"))
     g = torch.Generator().manual_seed(0)
     lat = TensorSet(torch.randn(32, 4, 8, 8, generator=g) * 0.1 + 1.0, torch.arange(32) % 10)
-    net = UNet(UNetConfig.latent(in_channels=4, ch=16))
+    net = UNet(UNetConfig.latent(in_channels=4, width=16))
     h = fit(net, d.train_loss, lat, TrainConfig(epochs=4, batch_size=16, lr=2e-3, progress=False), device="cpu")
     assert h["train_loss"][-1] < h["train_loss"][0]
     assert h.steps == 8
@@ -212,7 +212,7 @@ def test_fit_trains_a_prior_on_latents():
 
 def test_latent_diffusion_samples_images_and_checks_its_parts():
     first = FirstStage(TINY).eval()
-    prior = UNet(UNetConfig.latent(in_channels=4, ch=16, num_classes=10)).eval()
+    prior = UNet(UNetConfig.latent(in_channels=4, width=16, num_classes=10)).eval()
     ldm = LatentDiffusion(first, prior, Diffusion(DiffusionConfig(T=50, null_label=10, data="latent")))
     x = ldm.sample(torch.tensor([0, 6, 6]), steps=4, guidance=2.0,
                    generator=torch.Generator().manual_seed(0), progress=False)

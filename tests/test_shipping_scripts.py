@@ -31,7 +31,7 @@ def test_training_script_ships_ema_weights_with_a_reproducible_check(tools, tmp_
     meta = read_metadata(tmp_path / "ddpm_cpu.safetensors")["metrics"]
     assert meta["classes"] == ["airplane", "frog"] and meta["n_test"] == 6 and meta["steps"] == 1
     model = load_weights(tmp_path / "ddpm_cpu.safetensors", UNet, UNetConfig)
-    assert model.cfg.ch == 8 and model.cfg.num_classes == 10
+    assert model.cfg.width == 8 and model.cfg.num_classes == 10
     d = Diffusion(DiffusionConfig(**meta["diffusion"]))
     x = torch.rand(2, 3, 32, 32)
     assert d.ddim_sample(model, 2, torch.tensor([0, 6]), steps=2, progress=False).shape == x.shape
@@ -89,3 +89,16 @@ def test_latent_diffusion_script_ships_both_stages(tools, tmp_path):
     train_latent_diffusion.main(args)     # finished runs: loaded and exported again, same weights
     again = load_weights(tmp_path / "ldm_prior.safetensors", UNet, UNetConfig).state_dict()
     assert all(torch.equal(v, again[k]) for k, v in prior.state_dict().items())
+
+
+def test_the_full_profile_trains_the_papers_unet_with_its_optimiser(tools, tmp_path):
+    """--profile full: Ho et al.'s 35.7M U-Net on all ten classes, Adam 2e-4 with 5,000 warm-up
+    steps (one tiny step here: the recipe, not the run length)."""
+    import train_ddpm
+    train_ddpm.main(["--profile", "full", "--epochs", "1", "--max-steps", "1", "--batch-size", "2",
+                     "--train-per-class", "2", "--out", str(tmp_path)])
+    meta = read_metadata(tmp_path / "ddpm_full.safetensors")
+    assert meta["model_config"]["width"] == 128 and meta["model_config"]["width_mult"] == [1, 2, 2, 2]
+    assert len(meta["metrics"]["classes"]) == 10 and meta["metrics"]["ema_decay"] == 0.9999
+    run = torch.load(tmp_path / "ddpm_full-run.pt", weights_only=True)
+    assert run["train_config"]["lr"] == 2e-4 and run["train_config"]["warmup_steps"] == 5000

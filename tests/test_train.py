@@ -143,6 +143,25 @@ def test_load_or_train_loads_without_training(tmp_path, monkeypatch):
     assert len(h) == 1 and same_weights(weights(trained), fresh.state_dict())
 
 
+def test_load_or_train_refuses_a_finished_run_with_other_settings(tmp_path):
+    """A finished run is loaded only if it is the run asked for: another learning rate is not;
+    more epochs are (they continue it)."""
+    load_or_train(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    with pytest.raises(CheckpointError, match=r"other settings \(batch_size, lr\).*new checkpoint path"):
+        load_or_train(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=1, lr=0.5, batch_size=8),
+                      tmp_path / "m.pt", device="cpu")
+    h = load_or_train(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=2), tmp_path / "m.pt", device="cpu")
+    assert len(h) == 2
+
+
+def test_step_counts_come_from_one_formula_and_history_records_them():
+    cfg = tcfg(epochs=3, batch_size=16)
+    assert cfg.steps_per_epoch(40) == 3 and cfg.total_steps(40) == 9          # 16 + 16 + 8
+    assert tcfg(max_steps=2).steps_per_epoch(40) == 2 and tcfg(max_steps=9).steps_per_epoch(40) == 3
+    h = fit(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=2, max_steps=2), device="cpu")
+    assert h.steps == tcfg(epochs=2, max_steps=2).total_steps(40) == 4
+
+
 def test_nan_loss_is_explained(tmp_path):
     def nan_loss(model, x, y):
         return ae_loss(model, x, y) * float("nan")

@@ -18,7 +18,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-TINY = UNetConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), groups=4,
+TINY = UNetConfig(width=8, width_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), groups=4,
                   resolution=32)
 
 
@@ -34,15 +34,15 @@ def test_paper_config_has_the_papers_parameter_count():
 
 def test_class_embedding_adds_one_row_per_class_plus_null():
     base, cond = UNet(UNetConfig()), UNet(UNetConfig(num_classes=10))
-    assert n_params(cond) - n_params(base) == 11 * 4 * UNetConfig().ch
+    assert n_params(cond) - n_params(base) == 11 * 4 * UNetConfig().width
 
 
 def test_default_is_small():
     assert n_params(UNet(UNetConfig())) < 2_000_000
 
 
-@pytest.mark.parametrize("cfg", [TINY, UNetConfig(ch=8, groups=4, num_classes=10),
-                                 UNetConfig(ch=8, ch_mult=(1, 2, 2, 2), num_res_blocks=2, groups=4)])
+@pytest.mark.parametrize("cfg", [TINY, UNetConfig(width=8, groups=4, num_classes=10),
+                                 UNetConfig(width=8, width_mult=(1, 2, 2, 2), num_res_blocks=2, groups=4)])
 def test_output_shape_matches_input(cfg):
     torch.manual_seed(0)
     model = UNet(cfg)
@@ -64,7 +64,7 @@ def test_timestep_embedding_is_the_sinusoid():
 
 def test_output_depends_on_time_and_class_and_none_means_null():
     torch.manual_seed(0)
-    model = UNet(UNetConfig(ch=8, groups=4, num_classes=10)).eval()
+    model = UNet(UNetConfig(width=8, groups=4, num_classes=10)).eval()
     for p in model.parameters():                                 # the zero-initialised parts too
         p.data.normal_(0, 0.1)
     x = torch.randn(2, 3, 32, 32)
@@ -77,7 +77,7 @@ def test_output_depends_on_time_and_class_and_none_means_null():
 
 def test_every_parameter_gets_a_gradient():
     torch.manual_seed(0)
-    model = UNet(UNetConfig(ch=8, groups=4, num_classes=10))
+    model = UNet(UNetConfig(width=8, groups=4, num_classes=10))
     Diffusion(DiffusionConfig(null_label=10, p_uncond=0.5)).train_loss(
         model, torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
@@ -103,7 +103,7 @@ def test_one_batch_can_be_overfit():
 
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = UNet(UNetConfig(ch=8, groups=4, num_classes=10)).eval()
+    model = UNet(UNetConfig(width=8, groups=4, num_classes=10)).eval()
     from dataclasses import asdict
     save_checkpoint(tmp_path / "unet.pt", {"format": 1, "model_class": "UNet",
                                            "model_config": asdict(model.cfg), "model": model.state_dict()})

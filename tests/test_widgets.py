@@ -68,7 +68,7 @@ def _latent_parts():
     from cvae_lib.models.unet import UNet, UNetConfig
     torch.manual_seed(0)
     first = FirstStage(FirstStageConfig(width=8, latent_channels=4, disc_width=8)).eval()
-    prior = UNet(UNetConfig.latent(in_channels=4, ch=16, num_classes=10)).eval()
+    prior = UNet(UNetConfig.latent(in_channels=4, width=16, num_classes=10)).eval()
     return Diffusion(DiffusionConfig(T=50, null_label=10, data="latent")), prior, first
 
 

@@ -1,5 +1,9 @@
 """What the scripts that train the shipped weights share: arguments, start-up, data, export.
 
+Every script also runs under torchrun (`torchrun --nproc_per_node 8 tools/train_ddpm.py ...`):
+`start` joins the process group, `fit` trains with DistributedDataParallel on the global batch
+`--batch-size`, and only rank 0 writes checkpoints and the shipped file.
+
 Each script (train_classifier.py, train_ddpm.py, train_cvae.py, train_vae.py) trains through
 `load_or_train`, so an interrupted run resumes and a finished run is only exported again, and
 records in the file's metadata a metric on a fixed test subset (`check`) that
@@ -8,15 +12,14 @@ tests/test_shipped.py repeats.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
 
 from cvae_lib.data import CLASSES, ImageSet, load_cifar10
-from cvae_lib.runtime import pick_device, seed_everything
+from cvae_lib.runtime import distributed, init_distributed, pick_device, seed_everything
 from cvae_lib.train import History, evaluate
-from cvae_lib.weights import export_weights
+from cvae_lib.weights import CHECKPOINTS, export_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_PER_CLASS = 50   # test images per class that the tests use to re-check a shipped file
@@ -32,16 +35,17 @@ def parser(doc: str, *, epochs: int, batch_size: int, name: str,
     p.add_argument("--train-per-class", type=int, default=None, help="subset size (default: all)")
     if classes is not None:
         p.add_argument("--classes", nargs="*", default=classes, help=f"default: {' '.join(classes)}")
-    p.add_argument("--out", type=Path, default=ROOT / "checkpoints")
+    p.add_argument("--out", type=Path, default=CHECKPOINTS, help="default: the package's shipped weights")
     p.add_argument("--name", default=name, help="file name stem of the shipped weights")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     return p
 
 
 def start(args) -> torch.device:
-    """Threads, seed 0, device."""
+    """Threads, the torchrun process group if launched by torchrun, seed 0, device."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    init_distributed()                 # (rank, world) = (0, 1) outside torchrun
     seed_everything(0)
     return pick_device()
 
@@ -60,10 +64,6 @@ def check_subset(names: list[str] | None, n_per_class: int = CHECK_PER_CLASS) ->
     return load_cifar10("test").subset(names, n_per_class=n_per_class, seed=0)
 
 
-def steps_per_epoch(train: ImageSet, args) -> int:
-    return min(math.ceil(len(train) / args.batch_size), args.max_steps or math.inf)
-
-
 def ship(model: torch.nn.Module, args, history: History, metrics: dict, summary: str,
          dtype: torch.dtype | None = None) -> None:
     """Export `model` with `metrics` plus the run's facts (stored in `dtype` if given), and say
@@ -72,6 +72,8 @@ def ship(model: torch.nn.Module, args, history: History, metrics: dict, summary:
                "train_seconds": round(history.seconds, 1), "device": str(next(model.parameters()).device),
                "threads": torch.get_num_threads()}
     path = args.out / f"{args.name}.safetensors"
+    if distributed()[0] != 0:          # under torchrun only rank 0 writes the shipped file
+        return
     export_weights(model, path, metrics, dtype=dtype)
     print(f"{summary} after {len(history)} epochs ({history.seconds / 60:.1f} min); wrote {path}")
 
@@ -81,11 +83,11 @@ def ship_bpd(model: torch.nn.Module, loss_fn, args, history: History, train: Ima
     """Export a VAE-type model with its test bits/dim, and the bits/dim on the check subset."""
     model.eval()
     metrics = {"test_bpd": round(evaluate(model, loss_fn, test)["bpd"], 4), "n_test": len(test),
-               "classes": classes, "steps": len(history) * steps_per_epoch(train, args),
+               "classes": classes, "steps": history.steps,
                "check": {"n_per_class": CHECK_PER_CLASS, "seed": 0,
                          "bpd": evaluate(model, loss_fn, check_subset(classes))["bpd"]}}
     ship(model, args, history, metrics, f"test bits/dim {metrics['test_bpd']:.4f} on {len(test)} test images")
 
 
 __all__ = ["CLASSES", "CHECK_PER_CLASS", "ROOT", "parser", "start", "class_splits", "check_subset",
-           "steps_per_epoch", "ship", "ship_bpd"]
+           "ship", "ship_bpd"]

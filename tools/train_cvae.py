@@ -1,4 +1,4 @@
-"""Train the CVAE that the course ships (checkpoints/cvae_cpu.safetensors), for chapter 05.
+"""Train the CVAE that the course ships (cvae_lib/checkpoints/cvae_cpu.safetensors), for chapter 05.
 
     python tools/train_cvae.py --epochs 25 --threads 1       # what the shipped file got
     python tools/train_cvae.py --epochs 1 --max-steps 2 --out /tmp/c   # a smoke run
@@ -12,7 +12,7 @@ on a subset.
 """
 from __future__ import annotations
 
-from shipping import class_splits, parser, ship_bpd, start, steps_per_epoch
+from shipping import class_splits, parser, ship_bpd, start
 
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.profiles import get_profile
@@ -26,11 +26,11 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     device = start(args)
     train, val, test = class_splits(args.classes, args.train_per_class, P.val_per_class)
-    total_steps = args.epochs * steps_per_epoch(train, args)
-    model = CVAE(CVAEConfig(width=args.width, residual=True, condition_encoder=True, likelihood="gaussian",
-                            sigma=0.1, kl_warmup_steps=max(1, total_steps // 8)))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, warmup_steps=100,
                       schedule="cosine", hflip=True, grad_clip=100.0, max_steps=args.max_steps)
+    total_steps = cfg.total_steps(len(train))
+    model = CVAE(CVAEConfig(width=args.width, residual=True, condition_encoder=True, likelihood="gaussian",
+                            sigma=0.1, kl_warmup_steps=max(1, total_steps // 8)))
     # trains, resumes an interrupted run, or (run finished) just loads it and exports it again
     history = load_or_train(model, cvae_loss, train, cfg, args.out / f"{args.name}-run.pt", val=val, device=device)
     ship_bpd(model, cvae_loss, args, history, train, test, args.classes)

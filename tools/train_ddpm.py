@@ -1,7 +1,10 @@
-"""Train the DDPM that the course ships (checkpoints/ddpm_cpu.safetensors) on a CPU or a GPU.
+"""Train the DDPM that the course ships (cvae_lib/checkpoints/ddpm_cpu.safetensors) on a CPU or a GPU.
 
     python tools/train_ddpm.py --epochs 40 --threads 1       # 2 CPU cores: about 1.5 hours
     python tools/train_ddpm.py --epochs 1 --max-steps 2 --out /tmp/d   # a smoke run
+    torchrun --nproc_per_node 8 tools/train_ddpm.py --profile full      # Ho et al.'s run, 8 GPUs
+
+Under torchrun `--batch-size` is the global batch (each of the N processes takes 1/N of it).
 
 Chapter 04 trains the same U-Net for a few minutes and then loads this longer run, so that a
 CPU user sees what the model becomes with more training. The run is chapter 04's cpu-profile
@@ -13,9 +16,10 @@ the tests reproduce on a subset.
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict
 
-from shipping import CHECK_PER_CLASS, check_subset, class_splits, parser, ship, start, steps_per_epoch
+from shipping import CHECK_PER_CLASS, CLASSES, check_subset, class_splits, parser, ship, start
 
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.models.unet import UNet, UNetConfig
@@ -23,26 +27,30 @@ from cvae_lib.profiles import get_profile
 from cvae_lib.train import EMA, TrainConfig, load_or_train
 
 
-def chapter04_unet(width: int) -> UNetConfig:
-    """The U-Net chapter 04 builds for a profile of this width."""
-    return UNetConfig(ch=width, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(16,),
-                      groups=min(8, width // 2), num_classes=10)
-
-
 def main(argv=None) -> None:
-    P = get_profile("cpu")
-    p = parser(__doc__, epochs=40, batch_size=P.ddpm.batch_size, name="ddpm_cpu", classes=list(P.diffusion.classes))
-    p.add_argument("--width", type=int, default=P.ddpm.width)
-    p.add_argument("--ema-decay", type=float, default=0.999)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--profile", default="cpu", choices=["cpu", "gpu", "full"])
+    P = get_profile(pre.parse_known_args(argv)[0].profile)
+    paper = P.diffusion.unet == "paper"
+    p = parser(__doc__, epochs=P.ddpm.epochs if P.name != "cpu" else 40, batch_size=P.ddpm.batch_size,
+               name=f"ddpm_{P.name}", classes=list(P.diffusion.classes or CLASSES))
+    p.add_argument("--profile", default="cpu", choices=["cpu", "gpu", "full"],
+                   help="run sizes (cpu: the shipped run; full: Ho et al.'s 35.7M U-Net and run length)")
+    p.add_argument("--width", type=int, default=P.ddpm.width, help="U-Net width (the course's U-Net only)")
+    p.add_argument("--ema-decay", type=float, default=0.9999 if paper else 0.999)
     args = p.parse_args(argv)
     device = start(args)
     train, val, test = class_splits(args.classes, args.train_per_class, P.val_per_class)
-    dcfg = DiffusionConfig(T=P.diffusion.T, schedule="linear", null_label=10, p_uncond=0.1)
+    dcfg = DiffusionConfig.course(P.diffusion.T)
     diffusion = Diffusion(dcfg).to(device)
-    model = UNet(chapter04_unet(args.width))
+    model = UNet(UNetConfig.paper(num_classes=10) if paper else UNetConfig.course(args.width))
     ema = EMA(model, decay=args.ema_decay)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=2e-3, warmup_steps=100,
-                      schedule="cosine", grad_clip=1.0, hflip=True, max_steps=args.max_steps)
+    if paper:   # Ho et al.: Adam 2e-4, 5,000 warm-up steps, then constant; clip 1; flips
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=2e-4, warmup_steps=5000,
+                          grad_clip=1.0, hflip=True, max_steps=args.max_steps, compile="auto")
+    else:
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=2e-3, warmup_steps=100,
+                          schedule="cosine", grad_clip=1.0, hflip=True, max_steps=args.max_steps)
     # trains, resumes an interrupted run, or (run finished) just loads it and exports it again
     history = load_or_train(model, diffusion.train_loss, train, cfg, args.out / f"{args.name}-run.pt",
                             val=val, ema=ema, device=device)
@@ -52,7 +60,7 @@ def main(argv=None) -> None:
     metrics = {"heldout_loss": round(heldout, 5), "n_test": len(test), "classes": args.classes,
                "check": {"n_per_class": CHECK_PER_CLASS, "seed": 0,
                          "heldout_loss": diffusion.heldout_loss(shipped, check.images(), check.y, seed=0)},
-               "diffusion": asdict(dcfg), "steps": len(history) * steps_per_epoch(train, args),
+               "diffusion": asdict(dcfg), "steps": history.steps,
                "ema_decay": args.ema_decay}
     ship(shipped, args, history, metrics, f"held-out loss {heldout:.4f} on {len(test)} test images")
 

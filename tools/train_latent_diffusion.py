@@ -5,13 +5,13 @@
     python tools/train_latent_diffusion.py --rec-epochs 1 --gan-epochs 1 --prior-epochs 1 \
         --max-steps 2 --out /tmp/l                                       # a smoke run
 
-1. **First stage** (`checkpoints/ldm_first_stage.safetensors`): `FirstStage` on all ten classes,
+1. **First stage** (`cvae_lib/checkpoints/ldm_first_stage.safetensors`): `FirstStage` on all ten classes,
    first `--rec-epochs` with reconstruction + KL only, then `--gan-epochs` with the patch
    discriminator added (VQGAN's recipe: the discriminator starts once reconstructions are
    reasonable). Of the two, the one whose reconstructions of the *validation* images the judge
    classifies better is shipped (the test split only reports). The latent scale is then
    measured on the training images and stored in the file.
-2. **Prior** (`checkpoints/ldm_prior.safetensors`): the course's class-conditional U-Net on 8x8
+2. **Prior** (`cvae_lib/checkpoints/ldm_prior.safetensors`): the course's class-conditional U-Net on 8x8
    latent grids of the `--classes` training images (and of their mirror images), with the
    course's linear schedule, label drop 0.1 for classifier-free guidance, and an EMA. Its EMA
    weights are stored in float16 (13 MB instead of 26); every recorded metric is measured on
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from dataclasses import asdict
 
 import torch
@@ -107,9 +108,9 @@ def train_prior(args, device, judge, first: FirstStage) -> None:
     first.to(device).eval()
     latents = encode_set(first, train, mirror=True)                 # the flip augmentation, on images
     val_latents = encode_set(first, val)
-    dcfg = DiffusionConfig(T=1000, schedule="linear", null_label=10, p_uncond=0.1, data="latent")
+    dcfg = DiffusionConfig.course(1000, data="latent")
     diffusion = Diffusion(dcfg).to(device)
-    prior = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, ch=args.prior_width))
+    prior = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=args.prior_width))
     ema = EMA(prior, decay=args.ema_decay)
     cfg = TrainConfig(epochs=args.prior_epochs, batch_size=args.prior_batch_size, lr=args.prior_lr,
                       warmup_steps=300, schedule="cosine", grad_clip=1.0, max_steps=args.max_steps)
@@ -168,6 +169,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.epochs:
         p.error("each stage has its own length: use --rec-epochs, --gan-epochs and --prior-epochs")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        p.error("the first stage's GAN loss calls its parts directly, which DistributedDataParallel cannot "
+                "synchronise: run this script in one process (python, not torchrun)")
     device = start(args)
     judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
     if args.stage in ("first", "both"):

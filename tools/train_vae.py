@@ -1,4 +1,4 @@
-"""Train the VAE that the course ships (checkpoints/vae_cpu.safetensors), for chapter 02.
+"""Train the VAE that the course ships (cvae_lib/checkpoints/vae_cpu.safetensors), for chapter 02.
 
     python tools/train_vae.py --epochs 12 --threads 2        # what the shipped file got
     python tools/train_vae.py --epochs 1 --max-steps 2 --out /tmp/v    # a smoke run
@@ -12,7 +12,7 @@ metadata records its test bits/dim, which the tests reproduce on a subset.
 """
 from __future__ import annotations
 
-from shipping import class_splits, parser, ship_bpd, start, steps_per_epoch
+from shipping import class_splits, parser, ship_bpd, start
 
 from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
 from cvae_lib.profiles import get_profile
@@ -32,10 +32,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     device = start(args)
     train, val, test = class_splits(None, args.train_per_class, P.val_per_class)
-    total_steps = args.epochs * steps_per_epoch(train, args)
-    model = VAE(chapter02_vae(args.width, total_steps))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=2e-3, warmup_steps=100,
                       schedule="cosine", hflip=True, grad_clip=100.0, max_steps=args.max_steps)
+    total_steps = cfg.total_steps(len(train))
+    model = VAE(chapter02_vae(args.width, total_steps))
     # trains, resumes an interrupted run, or (run finished) just loads it and exports it again
     history = load_or_train(model, vae_loss, train, cfg, args.out / f"{args.name}-run.pt", val=val, device=device)
     ship_bpd(model, vae_loss, args, history, train, test, None)

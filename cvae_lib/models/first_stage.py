@@ -181,7 +181,10 @@ def first_stage_loss(model: FirstStage, x: torch.Tensor, y: torch.Tensor | None 
     al. 2021 Eq. 7) and the discriminator's hinge loss on (x, detached x_hat).
     Returns (loss, {"rec", "kl", "mse", and with adversarial "g", "d", "lambda"}).
     """
-    model = unwrap(model)                                             # behind compile/DDP wrappers
+    if isinstance(getattr(model, "_orig_mod", model), torch.nn.parallel.DistributedDataParallel):
+        raise ValueError("first_stage_loss calls the encoder, decoder and discriminator directly, which "
+                         "DistributedDataParallel cannot synchronise: train the first stage in one process")
+    model = unwrap(model)                                             # behind compile wrappers
     cfg = model.cfg
     mu, logvar = model.posterior(x)
     x = from_unit(x)                                                  # [0, 1] -> [-1, 1], as x_hat

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +27,8 @@ __all__ = ["UNetConfig", "UNet", "timestep_embedding"]
 
 @dataclass
 class UNetConfig:
-    ch: int = 32                              # channels of the first level
-    ch_mult: tuple[int, ...] = (1, 2, 2)      # channels per level = ch * mult; one level per resolution
+    width: int = 32                           # channels of the first level (Ho et al.'s "ch")
+    width_mult: tuple[int, ...] = (1, 2, 2)   # channels per level = width * mult; one level per resolution
     num_res_blocks: int = 1                   # residual blocks per level (down path; up uses one more)
     attn_resolutions: tuple[int, ...] = (16,) # resolutions with self-attention
     dropout: float = 0.0                      # dropout inside residual blocks (paper: 0.1)
@@ -36,21 +37,31 @@ class UNetConfig:
     in_channels: int = 3
     resolution: int = 32                      # input side in pixels
 
+    _renamed: ClassVar[dict] = {"ch": "width", "ch_mult": "width_mult"}   # files written before the rename
+
+    @classmethod
+    def course(cls, width: int = 32, num_classes: int | None = 10) -> UNetConfig:
+        """Chapter 04's pixel U-Net (tools/train_ddpm.py ships it; the benchmarks train it):
+        levels at 32, 16 and 8 (width, 2 width, 2 width), one block each, attention at 16x16,
+        class-conditional with a null row for guidance: 0.28M parameters at width 16."""
+        return cls(width=width, width_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(16,),
+                   groups=min(8, width // 2), num_classes=num_classes)
+
     @classmethod
     def paper(cls, num_classes: int | None = None) -> UNetConfig:
-        """Ho et al. 2020's CIFAR-10 model: ch 128, mults (1, 2, 2, 2), 2 blocks, attention at
+        """Ho et al. 2020's CIFAR-10 model: width 128, mults (1, 2, 2, 2), 2 blocks, attention at
         16x16, dropout 0.1, GroupNorm(32): 35.7M parameters unconditional."""
-        return cls(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
+        return cls(width=128, width_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
                    dropout=0.1, groups=32, num_classes=num_classes)
 
     @classmethod
     def latent(cls, in_channels: int = 8, resolution: int = 8, num_classes: int | None = 10,
-               ch: int = 64) -> UNetConfig:
+               width: int = 64) -> UNetConfig:
         """The prior of chapter 06's latent diffusion: an (in_channels, 8, 8) latent grid, three
-        levels at 8x8, 4x4 and 2x2 (ch, 2ch, 2ch), two blocks each, attention at 4x4: 6.5M
-        parameters at ch = 64, trained at the same images/s on a CPU as chapter 04's 0.28M
+        levels at 8x8, 4x4 and 2x2 (width, 2 width, 2 width), two blocks each, attention at 4x4: 6.5M
+        parameters at width 64, trained at the same images/s on a CPU as chapter 04's 0.28M
         pixel U-Net, because each of its convolutions sees 16x fewer positions."""
-        return cls(ch=ch, ch_mult=(1, 2, 2), num_res_blocks=2, attn_resolutions=(resolution // 2,),
+        return cls(width=width, width_mult=(1, 2, 2), num_res_blocks=2, attn_resolutions=(resolution // 2,),
                    groups=8, num_classes=num_classes, in_channels=in_channels, resolution=resolution)
 
 
@@ -117,7 +128,7 @@ class UNet(nn.Module):
     def __init__(self, cfg: UNetConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or UNetConfig()
-        ch, emb_dim, g, p = cfg.ch, 4 * cfg.ch, cfg.groups, cfg.dropout
+        ch, emb_dim, g, p = cfg.width, 4 * cfg.width, cfg.groups, cfg.dropout
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
         self.stem = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
@@ -125,14 +136,14 @@ class UNet(nn.Module):
         # Down path: remember the width of every feature map kept for a skip connection.
         skips, c, res = [ch], ch, cfg.resolution
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
-        for i, mult in enumerate(cfg.ch_mult):
+        for i, mult in enumerate(cfg.width_mult):
             widths = []
             for _ in range(cfg.num_res_blocks):
                 widths.append((c, ch * mult))
                 c = ch * mult
                 skips.append(c)
             self.down.append(Level(widths, emb_dim, res in cfg.attn_resolutions, g, p))
-            last = i == len(cfg.ch_mult) - 1
+            last = i == len(cfg.width_mult) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
             if not last:
                 skips.append(c)
@@ -143,7 +154,7 @@ class UNet(nn.Module):
 
         # Up path: one more block per level, each eating one skip connection.
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
-        for i, mult in reversed(list(enumerate(cfg.ch_mult))):
+        for i, mult in reversed(list(enumerate(cfg.width_mult))):
             widths = []
             for _ in range(cfg.num_res_blocks + 1):
                 widths.append((c + skips.pop(), ch * mult))
@@ -156,7 +167,7 @@ class UNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(g, c), nn.SiLU(), nn.Conv2d(c, cfg.in_channels, 3, padding=1))
 
     def forward(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        temb = self.time_mlp(timestep_embedding(t, self.cfg.ch))      # (B, 4ch)
+        temb = self.time_mlp(timestep_embedding(t, self.cfg.width))      # (B, 4ch)
         if self.class_emb is not None:
             if y is None:
                 y = torch.full_like(t, self.cfg.num_classes, dtype=torch.long)  # the null class

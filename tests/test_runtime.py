@@ -1,0 +1,44 @@
+"""Hardware decisions and wrappers, decided in runtime.py, and the atomic write in files.py."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cvae_lib.files import atomic_write
+from cvae_lib.runtime import eval_mode, optimizer_flags, unwrap, use_channels_last
+
+
+def test_unwrap_sees_through_dataparallel_and_compile_wrappers():
+    net = nn.Linear(2, 2)
+    assert unwrap(net) is net
+    assert unwrap(nn.DataParallel(net)) is net                 # DDP's .module convention, no GPU needed
+    compiled = torch.compile(net)                              # wrapping is lazy: nothing compiles here
+    assert unwrap(compiled) is net and unwrap(nn.DataParallel(compiled)) is net
+
+
+def test_eval_mode_restores_each_module_also_when_the_block_raises():
+    a, b = nn.Dropout().train(), nn.Dropout().eval()
+    with pytest.raises(RuntimeError), eval_mode(a, b, lambda x: x):   # a plain callable is passed over
+        assert not a.training and not b.training
+        raise RuntimeError("inside")
+    assert a.training and not b.training
+
+
+def test_channels_last_and_fused_optimizer_are_decided_by_device():
+    assert use_channels_last("cpu") and use_channels_last("cuda") and not use_channels_last("mps")
+    assert use_channels_last("cpu", False) is False and use_channels_last("mps", True) is True
+    with pytest.raises(ValueError, match="channels_last"):
+        use_channels_last("cpu", "yes")
+    assert optimizer_flags("cuda", "adam") == {"fused": True} and optimizer_flags("cuda", "radam") == {}
+    assert optimizer_flags("cpu", "adam") == {}
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "sub" / "f.bin"
+    with atomic_write(target) as tmp:
+        tmp.write_bytes(b"old")
+    with pytest.raises(OSError), atomic_write(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+    assert target.read_bytes() == b"old" and list(target.parent.iterdir()) == [target]
