@@ -1,0 +1,58 @@
+"""The code paths a GPU run takes, run here on the CPU so they cannot rot unseen: torch.compile
+(inductor compiles for the CPU too), bf16 autocast, channels_last, the fused optimizer flag, and
+the EMA and checkpoint round trip of a compiled model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cvae_lib.data import ImageSet
+from cvae_lib.models.ae import AEConfig, Autoencoder, ae_loss
+from cvae_lib.runtime import amp_dtype, autocast, optimizer_flags, unwrap
+from cvae_lib.train import EMA, TrainConfig, fit, load_model
+
+
+def toy(n=32):
+    g = torch.Generator().manual_seed(0)
+    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10)
+
+
+def test_a_compiled_bf16_channels_last_fit_on_the_cpu_checkpoints_the_plain_module(tmp_path):
+    torch.manual_seed(0)
+    model = Autoencoder(AEConfig(latent_dim=8, width=8))
+    ema = EMA(model, decay=0.9)
+    cfg = TrainConfig(epochs=1, batch_size=16, compile=True, amp="bf16", channels_last=True, progress=False)
+    h = fit(model, ae_loss, toy(), cfg, checkpoint=tmp_path / "c.pt", ema=ema, device="cpu")
+    assert h.steps == 2 and 0 < h["train_loss"][0] < 1
+    assert model.encoder.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert unwrap(torch.compile(model)) is model
+    again = load_model(tmp_path / "c.pt", Autoencoder, AEConfig)          # keys without "_orig_mod."
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(again(x), model.eval()(x))
+    ema_again = load_model(tmp_path / "c.pt", Autoencoder, AEConfig, ema=True)
+    torch.testing.assert_close(ema_again(x), ema.model(x))
+
+
+def test_bf16_autocast_runs_the_models_in_bf16_and_the_losses_in_fp32():
+    assert amp_dtype("cpu", "bf16") is torch.bfloat16 and amp_dtype("cpu", "off") is None
+    model = Autoencoder(AEConfig(latent_dim=8, width=8))
+    x = torch.rand(4, 3, 32, 32)
+    with autocast("cpu", "bf16"):
+        out = model(x)
+        loss = ae_loss(model, x)
+    assert out.dtype is torch.bfloat16 and loss.dtype is torch.float32
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_the_fused_optimizer_flag_a_gpu_gets_is_accepted_by_torch(name):
+    """optimizer_flags('cuda', ...) returns fused=True; torch's fused Adam also runs on the CPU,
+    so the flag itself is checked here: one step equals the unfused step."""
+    flags = optimizer_flags("cuda", name)
+    assert flags == {"fused": True}
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    for p, kw in ((a, flags), (b, {})):
+        opt = cls([p], lr=0.1, **kw)
+        p.grad = torch.tensor([1.0, -2.0, 3.0])
+        opt.step()
+    torch.testing.assert_close(a, b)
