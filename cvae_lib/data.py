@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .files import atomic_write
 
 __all__ = ["CLASSES", "DataError", "ImageSet", "TensorSet", "load_cifar10", "random_translate", "cache_dir",
-           "find_root", "to_unit", "from_unit",
+           "find_root", "to_unit", "from_unit", "fingerprint",
            "to_float"]
 
 CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
@@ -50,6 +50,22 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 def from_unit(x: torch.Tensor) -> torch.Tensor:
     """Images in [0, 1] -> [-1, 1], the centred scale models and the diffusion process use."""
     return x * 2 - 1
+
+
+def fingerprint(data) -> str:
+    """A short digest of a data set (ImageSet or TensorSet): its size, all its labels and, for
+    uint8 images, up to 4,096 of them exactly (evenly spaced). Two subsets, splits or classes of
+    CIFAR-10 differ in it; checkpoints record it so that a finished run is never reused for other
+    training data. Float data (latents) enter through mean and std to 3 digits only: encoding the
+    same images with another thread count changes their last bits, not the data."""
+    x, y = data.x, data.y
+    h = hashlib.sha256(f"{tuple(x.shape)} {x.dtype}".encode())
+    h.update(y.detach().cpu().contiguous().numpy().tobytes())
+    if x.is_floating_point():
+        h.update(f"{float(x.float().mean()):.3g} {float(x.float().std()):.3g}".encode())
+    else:
+        h.update(x[:: max(1, len(x) // 4096)].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .configs import config_dict, config_from_dict, upgrade_config
-from .data import ImageSet, TensorSet
+from .data import ImageSet, TensorSet, fingerprint
 from .files import atomic_write
 from .runtime import (
     autocast,
@@ -356,6 +356,7 @@ class _Run:
     channels_last: bool
     steps_per_epoch: int
     pass_step: bool                  # loss_fn takes the optimizer step as `step=`
+    data: str = ""                   # fingerprint of the training set, saved with the checkpoint
     rank: int = 0                    # this process in a torchrun group (0 alone)
     world: int = 1                   # processes in the group
     history: History = field(default_factory=History)
@@ -378,7 +379,7 @@ class _Run:
                   device=device, path=Path(checkpoint) if checkpoint is not None else None,
                   opt=_make_optimizer(model.parameters(), cfg, device), channels_last=channels_last,
                   steps_per_epoch=cfg.steps_per_epoch(len(train_set)),
-                  pass_step=_takes_step(loss_fn))
+                  pass_step=_takes_step(loss_fn), data=fingerprint(data))
         run.rank, run.world = distributed()
         if run.path is not None and run.path.exists():
             run.resume(load_checkpoint(run.path))
@@ -395,7 +396,7 @@ class _Run:
 
     def resume(self, state: dict) -> None:
         """Restore weights, optimizer, EMA, RNG and history from a checkpoint of the same run."""
-        _check_resumable(state, self.model, self.cfg, self.path)
+        _check_resumable(state, self.model, self.cfg, self.path, self.data)
         ranks = state["rng"].get("ranks") or [state["rng"]]
         if len(ranks) != self.world:
             raise CheckpointError(f"{self.path} was written by a run of {len(ranks)} process(es), and this "
@@ -494,7 +495,8 @@ class _Run:
                 dist.all_gather_object(ranks, rng)
                 rng = {**rng, "ranks": ranks}
             if self.rank == 0:
-                save_checkpoint(self.path, _state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best, rng))
+                save_checkpoint(self.path, _state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best, rng,
+                                                  self.data))
         if h.stopped_early and self.rank == 0:
             say(f"early stopping after epoch {epoch + 1}: validation loss has not improved for "
                 f"{cfg.early_stopping} epochs; restored the weights of epoch {h.best_epoch}")
@@ -508,10 +510,15 @@ def _takes_step(loss_fn: Callable) -> bool:
         return False
 
 
-def _check_resumable(state: dict, model: nn.Module, cfg: TrainConfig, path: Path) -> None:
-    """The checkpoint holds this model (class and config) and this run's settings, up to the
-    fields that may change between a run and its resume (_RESUMABLE_CHANGES)."""
+def _check_resumable(state: dict, model: nn.Module, cfg: TrainConfig, path: Path, data: str) -> None:
+    """The checkpoint holds this model (class and config), this run's settings, up to the
+    fields that may change between a run and its resume (_RESUMABLE_CHANGES), and was trained
+    on this data (checkpoints from before the fingerprint was kept are not checked for it)."""
     _check_matches(state, model, path)
+    if state.get("data") and state["data"] != data:
+        raise CheckpointError(f"{path} was trained on other data (another subset, split or class "
+                              f"choice): reusing it would report that run as this one. Use a new "
+                              f"checkpoint path for this data, or delete the file to retrain.")
     changed = {k for k, v in _normalise(asdict(cfg)).items()
                if _normalise(state["train_config"]).get(k) != v} - _RESUMABLE_CHANGES
     if changed:
@@ -548,8 +555,9 @@ def _rng_state() -> dict:
     return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
 
 
-def _state(model, opt, ema, cfg, epoch, history, best, rng: dict) -> dict:
+def _state(model, opt, ema, cfg, epoch, history, best, rng: dict, data: str) -> dict:
     return {
+        "data": data,
         "format": _FORMAT,
         "model_class": type(unwrap(model)).__name__,
         "model_config": _config_of(model),
@@ -578,7 +586,7 @@ def load_or_train(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet,
     path = Path(checkpoint)
     if path.exists():
         state = load_checkpoint(path)
-        _check_resumable(state, model, cfg, path)
+        _check_resumable(state, model, cfg, path, fingerprint(data))
         h = state["history"]
         if h["stopped_early"] or state["epoch"] >= cfg.epochs:  # finished: load, do not train
             device = torch.device(device) if device is not None else pick_device()

@@ -154,6 +154,16 @@ def test_load_or_train_refuses_a_finished_run_with_other_settings(tmp_path):
     assert len(h) == 2
 
 
+def test_a_finished_run_on_other_data_is_not_reused(tmp_path):
+    """Another subset (here: other images, same size and labels) is another run."""
+    load_or_train(Autoencoder(CFG), ae_loss, toy_set(seed=0), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    with pytest.raises(CheckpointError, match="other data.*new checkpoint path"):
+        load_or_train(Autoencoder(CFG), ae_loss, toy_set(seed=1), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    with pytest.raises(CheckpointError, match="other data"):               # a resume, too
+        fit(Autoencoder(CFG), ae_loss, toy_set(seed=1), tcfg(epochs=2), checkpoint=tmp_path / "m.pt", device="cpu")
+    load_or_train(Autoencoder(CFG), ae_loss, toy_set(seed=0), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+
+
 def test_step_counts_come_from_one_formula_and_history_records_them():
     cfg = tcfg(epochs=3, batch_size=16)
     assert cfg.steps_per_epoch(40) == 3 and cfg.total_steps(40) == 9          # 16 + 16 + 8
