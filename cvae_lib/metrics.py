@@ -8,8 +8,31 @@ import math
 
 import torch
 
-__all__ = ["psnr", "mse_per_image", "ssim", "bits_per_dim", "frechet_distance", "gaussian_frechet",
+__all__ = ["check_images", "psnr", "mse_per_image", "ssim", "bits_per_dim", "frechet_distance", "gaussian_frechet",
            "kid", "fid", "inception_weights", "MissingWeightsError", "nearest_neighbours", "judge_scores"]
+
+
+def check_images(x: torch.Tensor, name: str = "images", data_range: float = 1.0) -> None:
+    """Raise a ValueError that names the problem unless x is a float batch (B, C, H, W) with
+    values in [0, data_range] (a little slack for rounding)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"{name} must be a batch (B, C, H, W), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} are {x.dtype}: convert to float in [0, {data_range:g}] first "
+                         f"(uint8 pixels: x.float() / 255)")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -0.01 * data_range or hi > 1.01 * data_range:
+        hint = " (pixels in 0..255? divide by 255)" if hi > 2 * data_range else ""
+        raise ValueError(f"{name} have values in [{lo:.3g}, {hi:.3g}], outside [0, {data_range:g}]{hint}")
+
+
+def _check_features(a: torch.Tensor, b: torch.Tensor, what: str, need: int) -> None:
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"{what} needs two feature sets (N, D) and (M, D) of the same D, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if min(len(a), len(b)) < need:
+        raise ValueError(f"{what} needs at least {need} samples in each set, got {len(a)} and {len(b)}")
 
 
 def mse_per_image(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -25,6 +48,8 @@ def psnr(x: torch.Tensor, x_hat: torch.Tensor, data_range: float = 1.0) -> torch
     Identical images give +inf. Average PSNR over a set with `.mean()` (the convention of
     most papers), not from the mean MSE.
     """
+    check_images(x, "x", data_range)
+    check_images(x_hat, "x_hat", data_range)
     return 10 * torch.log10(data_range**2 / mse_per_image(x, x_hat))
 
 
@@ -38,6 +63,10 @@ def ssim(x: torch.Tensor, x_hat: torch.Tensor, data_range: float = 1.0) -> torch
     """
     from skimage.metrics import structural_similarity
 
+    if x.shape != x_hat.shape:
+        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(x_hat.shape)}")
+    check_images(x, "x", data_range)
+    check_images(x_hat, "x_hat", data_range)
     a = x.detach().float().cpu().permute(0, 2, 3, 1).numpy()      # (B, H, W, C)
     b = x_hat.detach().float().cpu().permute(0, 2, 3, 1).numpy()
     return torch.tensor([structural_similarity(u, v, channel_axis=-1, data_range=data_range)
@@ -78,6 +107,7 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     With Inception features this is FID; with the course classifier's features, an in-domain
     FD that needs no download. Needs N, M > D for full-rank covariances to be meaningful.
     """
+    _check_features(feats_a, feats_b, "the Frechet distance", 2)
     a, b = feats_a.double(), feats_b.double()
     return gaussian_frechet(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
 
@@ -89,6 +119,7 @@ def kid(feats_a: torch.Tensor, feats_b: torch.Tensor, subsets: int = 10, subset_
 
     Unlike FD it is unbiased, so small sample counts (hundreds) can be compared fairly.
     """
+    _check_features(feats_a, feats_b, "KID", 2)
     g = torch.Generator().manual_seed(seed)
     a, b = feats_a.double(), feats_b.double()
     m = min(subset_size, len(a), len(b))
@@ -113,6 +144,9 @@ def judge_scores(judge: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ref_f
     `ref_feats` (M, D) (the judge's features of the reference images, e.g. the test split), and
     the judge's class accuracy on x. `judge` has `features(x) -> (N, D)` and `head(f) -> logits`.
     """
+    check_images(x, "samples")
+    if len(y) != len(x):
+        raise ValueError(f"{len(x)} samples but {len(y)} labels: one class id per sample")
     device = next(judge.parameters()).device
     feats = torch.cat([judge.features(b.to(device)).float().cpu() for b in x.split(batch_size)])
     pred = judge.head(feats.to(device)).argmax(1).cpu()

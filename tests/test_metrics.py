@@ -96,3 +96,19 @@ def test_markdown_table_fills_missing_values():
     from cvae_lib.plotting import markdown_table
     rows = [{"model": "a", "FD": 1.5}, {"model": "b", "FD": None}]
     assert markdown_table(rows).splitlines() == ["| model | FD |", "|---|---|", "| a | 1.5 |", "| b | n/a |"]
+
+
+def test_metrics_name_bad_input_instead_of_returning_a_wrong_number():
+    from cvae_lib.metrics import frechet_distance, kid, psnr, ssim
+
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"0\.\.255\? divide by 255"):
+        psnr(x * 255, x * 255)
+    with pytest.raises(ValueError, match="uint8"):
+        psnr((x * 255).to(torch.uint8), x)
+    with pytest.raises(ValueError, match="shapes differ"):
+        ssim(x, x[:1])
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(torch.randn(10, 4), torch.randn(10, 5))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        kid(torch.randn(1, 4), torch.randn(10, 4))
