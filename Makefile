@@ -56,8 +56,11 @@ test: env $(TEST_STAMP) data
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest --nbval-lax tests notebooks solutions
 
+# The repository root, so notebooks/, exercises/ and solutions/ are all in the file browser;
+# --allow-root for containers, where JupyterLab otherwise refuses to start as root.
 lab: env data
-	$(BIN)/jupyter lab notebooks
+	@echo "JupyterLab on the course: open the URL it prints below (notebooks/, exercises/, solutions/)"
+	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 notebooks: env
 	$(BIN)/python tools/build_notebooks.py

@@ -56,3 +56,21 @@ def test_checks_pass_on_solution_and_fail_on_stub(solution):
     passing = [r for r in stub if r["status"] == "passed"]
     assert not passing, f"checks pass on the unsolved stub (they cannot fail): {passing}"
     assert all(r["status"] == "not implemented" for r in stub), stub
+
+
+def test_the_up_to_date_check_ignores_jupyterlab_rewrites_but_not_edits():
+    """Opening a notebook in JupyterLab (or `jupytext --sync`) rewrites ids, language_info and the
+    trailing newline: not stale. Changing a cell's source is."""
+    import json
+
+    path = ROOT / "notebooks" / "01_autoencoder.ipynb"
+    built = path.read_text()
+    nb = json.loads(built)
+    nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.9"}
+    for i, cell in enumerate(nb["cells"]):
+        cell["id"] = f"x{i}"
+    rewritten = json.dumps(nb, indent=2)
+    assert build_notebooks.same_content(path, rewritten, built)
+    nb["cells"][1]["source"] = ["print('edited')"]
+    assert not build_notebooks.same_content(path, json.dumps(nb), built)
+    assert not build_notebooks.same_content(path, "not json", built)

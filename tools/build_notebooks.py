@@ -132,6 +132,22 @@ def outputs() -> dict[Path, str]:
     return files
 
 
+def same_content(path: Path, current: str | None, text: str) -> bool:
+    """Whether a built file is up to date. A .ipynb is compared by content, cell types and
+    sources in order, so the rewrites JupyterLab or `jupytext --sync` make without changing
+    the notebook (cell ids, language_info, outputs, a trailing newline) are not stale."""
+    if current is None:
+        return False
+    if path.suffix != ".ipynb":
+        return current == text
+    try:
+        a, b = nbformat.reads(current, as_version=4), nbformat.reads(text, as_version=4)
+    except Exception:      # not JSON any more: stale
+        return False
+    cells = lambda nb: [(c.cell_type, c.source.rstrip()) for c in nb.cells]  # noqa: E731
+    return cells(a) == cells(b)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only report out-of-date files")
@@ -139,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for path, text in outputs().items():
         current = path.read_text() if path.exists() else None
-        if current != text:
+        if not (same_content(path, current, text) if args.check else current == text):
             stale.append(path.relative_to(ROOT))
             if not args.check:
                 path.parent.mkdir(parents=True, exist_ok=True)
