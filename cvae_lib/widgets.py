@@ -59,13 +59,16 @@ def _decode(decode: Decode, z: torch.Tensor, y: int | None) -> torch.Tensor:
         return decode(z, torch.full((len(z),), y, dtype=torch.long)).detach().float().cpu().clamp(0, 1)
 
 
-def _png(x: torch.Tensor, scale: int = 4) -> bytes:
-    """Images (B, 3, H, W) in [0, 1] side by side as one PNG, each pixel `scale` x `scale`."""
+def _png(x: torch.Tensor, scale: int = 4, gap: int = 0) -> bytes:
+    """Images (B, 3, H, W) in [0, 1] side by side as one PNG, each pixel `scale` x `scale`, with
+    `gap` white pixels between neighbouring images."""
     from PIL import Image
 
-    strip = torch.cat(list(x), dim=2)                             # (B, 3, H, W) -> (3, H, B*W)
-    a = (strip.permute(1, 2, 0) * 255).round().byte().numpy()     # (H, B*W, 3)
-    im = Image.fromarray(a).resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)
+    B, _, H, W = x.shape
+    im = Image.new("RGB", (B * W * scale + (B - 1) * gap, H * scale), "white")
+    for i, tile in enumerate(x):
+        a = (tile.permute(1, 2, 0) * 255).round().byte().numpy()  # (H, W, 3)
+        im.paste(Image.fromarray(a).resize((W * scale, H * scale), Image.NEAREST), (i * (W * scale + gap), 0))
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
@@ -202,6 +205,7 @@ def _scrub_rows(diffusion, model: Callable, x0: torch.Tensor, t: int, y: torch.T
 
 
 SCRUB_COLUMNS = ["x_t", "true noise", "predicted noise", "predicted x0"]
+SCRUB_SCALE, SCRUB_GAP = 3, 12   # 96-pixel images, 12-pixel gaps: four columns in 420 pixels
 LATENT_COLUMNS = ["decoded z_t", "true noise (3 ch)", "predicted noise", "decoded predicted z0"]
 
 
@@ -247,12 +251,15 @@ def timestep_scrubber(diffusion, model: Callable, x0: torch.Tensor, y: torch.Ten
         tiles, mse = _scrub_rows(diffusion, model, x0, slider.value, y, seed, first_stage)
         ab = float(diffusion.alpha_bar[slider.value])
         info.value = (f"alpha_bar = {ab:.4f}, signal-to-noise = {ab / (1 - ab):.3g}, "
-                      f"mse(eps_hat, eps) = {mse:.3f}   columns: {' | '.join(columns)}")
-        rows = [_png(tiles[4 * i:4 * i + 4]) for i in range(len(x0))]
+                      f"mse(eps_hat, eps) = {mse:.3f}")
+        rows = [_png(tiles[4 * i:4 * i + 4], scale=SCRUB_SCALE, gap=SCRUB_GAP) for i in range(len(x0))]
         image.value = rows[0]
         extra.children = [W.Image(value=r, format="png") for r in rows[1:]]
 
     extra = W.VBox()
+    tile = x0.shape[-1] * SCRUB_SCALE                      # one image's width on screen, in pixels
+    header = W.HBox([W.HTML(f"<b>{c}</b>", layout=W.Layout(width=f"{tile}px", margin=f"0 {SCRUB_GAP}px 0 0"))
+                     for c in columns])                   # a label over each column
     slider.observe(update, names="value")
     update()
-    return W.VBox([slider, info, image, extra])
+    return W.VBox([slider, info, header, image, extra])

@@ -95,7 +95,20 @@ def test_latent_scrubber_widget_redraws_on_t(monkeypatch):
     monkeypatch.setattr(widgets, "is_interactive", lambda: True)
     box = widgets.timestep_scrubber(diffusion, prior, torch.rand(2, 3, 32, 32), torch.tensor([0, 6]),
                                     first_stage=first)
-    slider, info, image = box.children[:3]
+    slider, info, header, image = box.children[:4]
     before = image.value
     slider.value = 3
-    assert image.value != before and "decoded z_t" in info.value
+    assert image.value != before and "alpha_bar" in info.value
+    assert [h.value for h in header.children] == [f"<b>{c}</b>" for c in widgets.LATENT_COLUMNS]   # labelled columns
+
+
+def test_the_scrubbers_columns_have_gaps_and_fit_a_laptop_screen():
+    import io
+
+    from PIL import Image
+
+    png = widgets._png(torch.zeros(4, 3, 32, 32), scale=widgets.SCRUB_SCALE, gap=widgets.SCRUB_GAP)
+    im = Image.open(io.BytesIO(png))
+    assert im.size == (4 * 32 * widgets.SCRUB_SCALE + 3 * widgets.SCRUB_GAP, 32 * widgets.SCRUB_SCALE)
+    assert im.size[0] <= 500                                   # beside a 500-pixel slider
+    assert im.getpixel((32 * widgets.SCRUB_SCALE + 1, 5)) == (255, 255, 255)   # a white gap
