@@ -42,3 +42,16 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
         tmp.write_bytes(b"half")
         raise OSError("disk full")
     assert target.read_bytes() == b"old" and list(target.parent.iterdir()) == [target]
+
+
+def test_atomic_write_removes_what_a_killed_writer_left(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()             # a pid that has exited
+    stale = tmp_path / f".run.pt.{dead}.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    with atomic_write(tmp_path / "run.pt") as tmp:
+        tmp.write_bytes(b"whole")
+    assert not stale.exists() and (tmp_path / "run.pt").read_bytes() == b"whole"

@@ -223,3 +223,43 @@ def test_learning_rate_schedules():
     assert learning_rate(TrainConfig(lr=0.3), 500, 1000) == 0.3       # constant
     with pytest.raises(ValueError, match="schedule"):
         learning_rate(TrainConfig(schedule="step"), 0, 10)
+
+
+def test_a_run_killed_again_and_again_resumes_to_the_uninterrupted_weights(tmp_path):
+    """Fault injection: SIGKILL a training process at random moments (during imports, steps or
+    checkpoint writes), restart it each time, and compare with a run that was never stopped."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CVAE_DEVICE": "cpu"}
+    env.pop("WORLD_SIZE", None)
+
+    def launch(out, ckpt):
+        out.mkdir(exist_ok=True)
+        return subprocess.Popen([sys.executable, str(worker), str(out), "vae", "6", str(ckpt)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    (tmp_path / "whole").mkdir()
+    subprocess.run([sys.executable, str(worker), str(tmp_path / "whole"), "vae", "6", str(tmp_path / "w.pt")],
+                   env=env, check=True, timeout=120)
+    rng, kills = random.Random(0), 0
+    while kills < 5:
+        p = launch(tmp_path / "part", tmp_path / "p.pt")
+        time.sleep(rng.uniform(1.0, 4.0))
+        if p.poll() is not None:
+            break
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        kills += 1
+    assert launch(tmp_path / "part", tmp_path / "p.pt").wait(timeout=120) == 0
+    whole = torch.load(tmp_path / "whole" / "result.pt", weights_only=True)
+    part = torch.load(tmp_path / "part" / "result.pt", weights_only=True)
+    assert all(torch.equal(part["weights"][k], v) for k, v in whole["weights"].items())
+    assert kills > 0 and not list(tmp_path.glob(".p.pt.*.tmp"))          # stale temp files were swept
+    assert [r["train_loss"] for r in part["rows"]] == [r["train_loss"] for r in whole["rows"]]
