@@ -19,7 +19,7 @@ first interval includes compilation); scoring time is reported apart.
   4.0 bits/dim within 15 minutes.
 - ddpm: chapter 04's U-Net and schedule at the profile's width and classes. Scores: the held-out
   noise-prediction MSE (cheap, on test images) and the Frechet distance between the judge's
-  features (cvae_lib/checkpoints/classifier.safetensors, no download) of `--n-eval` DDIM-50 samples
+  features (checkpoints/classifier.safetensors, no download) of `--n-eval` DDIM-50 samples
   (eta 1, EMA weights, equal numbers per class, seed 0) and of the test images. FD at a fixed n
   is biased upwards (chapter 05 shows by how much), so compare points of one curve, not
   numbers measured with another n.

@@ -49,7 +49,7 @@ class DiffusionRun:
 class LatentRun:
     """What chapter 06 trains and samples besides the RunSize `ldm` (its prior; width = U-Net ch).
 
-    The first stage is the shipped one (cvae_lib/checkpoints/ldm_first_stage.safetensors) in every profile:
+    The first stage is the shipped one (checkpoints/ldm_first_stage.safetensors) in every profile:
     training an adversarial autoencoder takes longer than a chapter may.
     """
     classes: tuple[str, ...] | None = ("airplane", "frog")  # the prior learns these (None: all ten)

@@ -7,10 +7,10 @@ weights downloaded with the course can be loaded without trusting them. We store
     metadata["model_config"]  JSON of asdict(cfg), so one call rebuilds the model
     metadata["metrics"]       JSON of what the run measured (e.g. {"test_psnr": 23.1, "n_test": 10000})
 
-and list every file's SHA-256 in `cvae_lib/checkpoints/SHA256SUMS`, which `load_weights` verifies.
+and list every file's SHA-256 in `checkpoints/SHA256SUMS`, which `load_weights` verifies.
 
-    export_weights(model, "cvae_lib/checkpoints/ae.safetensors", metrics={"test_psnr": 23.1})
-    model = load_weights("cvae_lib/checkpoints/ae.safetensors", Autoencoder, AEConfig)
+    export_weights(model, "checkpoints/ae.safetensors", metrics={"test_psnr": 23.1})
+    model = load_weights("checkpoints/ae.safetensors", Autoencoder, AEConfig)
 """
 from __future__ import annotations
 
@@ -30,12 +30,15 @@ __all__ = ["export_weights", "load_weights", "read_metadata", "sha256", "shipped
            "CHECKPOINTS"]
 
 SUMS = "SHA256SUMS"
-# The weights shipped with the course: package data, so that a wheel install has them too.
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+# The weights shipped with the course: checkpoints/ of the repository, which a wheel carries as
+# the package data cvae_lib/checkpoints/ (pyproject.toml maps the one to the other).
+_HERE = Path(__file__).resolve().parent
+CHECKPOINTS = next((p for p in (_HERE / "checkpoints", _HERE.parent / "checkpoints") if (p / "SHA256SUMS").exists()),
+                   _HERE.parent / "checkpoints")
 
 
 def shipped(name: str) -> Path:
-    """The path of a shipped weights file, e.g. shipped("classifier") -> cvae_lib/checkpoints/classifier.safetensors."""
+    """The path of a shipped weights file, e.g. shipped("classifier") -> checkpoints/classifier.safetensors."""
     return CHECKPOINTS / (name if name.endswith(".safetensors") else f"{name}.safetensors")
 
 

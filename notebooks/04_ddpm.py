@@ -218,7 +218,7 @@ save_figure(fig, "04_loss")
 # ### The same recipe, trained longer
 #
 # A few CPU minutes are far too few steps for a diffusion model (the paper trained for 800,000
-# steps of 128 images). So the course ships `cvae_lib/checkpoints/ddpm_cpu.safetensors`: this U-Net,
+# steps of 128 images). So the course ships `checkpoints/ddpm_cpu.safetensors`: this U-Net,
 # schedule and label drop, trained by `tools/train_ddpm.py` on airplanes and frogs for many
 # more steps on a CPU, with a cosine learning-rate decay and a longer EMA. If it learned this
 # profile's classes, the rest of the chapter samples from it; set `USE_SHIPPED = False` to

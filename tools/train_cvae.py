@@ -1,4 +1,4 @@
-"""Train the CVAE that the course ships (cvae_lib/checkpoints/cvae_cpu.safetensors), for chapter 05.
+"""Train the CVAE that the course ships (checkpoints/cvae_cpu.safetensors), for chapter 05.
 
     python tools/train_cvae.py --epochs 25 --threads 1       # what the shipped file got
     python tools/train_cvae.py --epochs 1 --max-steps 2 --out /tmp/c   # a smoke run

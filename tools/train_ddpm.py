@@ -1,4 +1,4 @@
-"""Train the DDPM that the course ships (cvae_lib/checkpoints/ddpm_cpu.safetensors) on a CPU or a GPU.
+"""Train the DDPM that the course ships (checkpoints/ddpm_cpu.safetensors) on a CPU or a GPU.
 
     python tools/train_ddpm.py --epochs 40 --threads 1       # 2 CPU cores: about 1.5 hours
     python tools/train_ddpm.py --epochs 1 --max-steps 2 --out /tmp/d   # a smoke run

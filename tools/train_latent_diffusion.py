@@ -5,13 +5,13 @@
     python tools/train_latent_diffusion.py --rec-epochs 1 --gan-epochs 1 --prior-epochs 1 \
         --max-steps 2 --out /tmp/l                                       # a smoke run
 
-1. **First stage** (`cvae_lib/checkpoints/ldm_first_stage.safetensors`): `FirstStage` on all ten classes,
+1. **First stage** (`checkpoints/ldm_first_stage.safetensors`): `FirstStage` on all ten classes,
    first `--rec-epochs` with reconstruction + KL only, then `--gan-epochs` with the patch
    discriminator added (VQGAN's recipe: the discriminator starts once reconstructions are
    reasonable). Of the two, the one whose reconstructions of the *validation* images the judge
    classifies better is shipped (the test split only reports). The latent scale is then
    measured on the training images and stored in the file.
-2. **Prior** (`cvae_lib/checkpoints/ldm_prior.safetensors`): the course's class-conditional U-Net on 8x8
+2. **Prior** (`checkpoints/ldm_prior.safetensors`): the course's class-conditional U-Net on 8x8
    latent grids of the `--classes` training images (and of their mirror images), with the
    course's linear schedule, label drop 0.1 for classifier-free guidance, and an EMA. Its EMA
    weights are stored in float16 (13 MB instead of 26); every recorded metric is measured on

@@ -1,4 +1,4 @@
-"""Train the VAE that the course ships (cvae_lib/checkpoints/vae_cpu.safetensors), for chapter 02.
+"""Train the VAE that the course ships (checkpoints/vae_cpu.safetensors), for chapter 02.
 
     python tools/train_vae.py --epochs 12 --threads 2        # what the shipped file got
     python tools/train_vae.py --epochs 1 --max-steps 2 --out /tmp/v    # a smoke run
