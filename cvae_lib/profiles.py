@@ -55,7 +55,7 @@ class LatentRun:
     classes: tuple[str, ...] | None = ("airplane", "frog")  # the prior learns these (None: all ten)
     T: int = 1000                        # diffusion steps
     ddim_steps: int = 50                 # DDIM steps for every sample in the chapter
-    guidance: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)  # the guidance sweep (4: the shipped prior's)
+    guidance: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)  # the guidance sweep (the shipped prior uses 3)
     n_grid: int = 10                     # samples per class in the grids
     ema_decay: float = 0.995             # EMA of the prior's weights used for sampling
 

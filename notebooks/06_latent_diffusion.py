@@ -304,9 +304,9 @@ display(Markdown(markdown_table(sweep_rows) + f"\n{len(y_sweep)} samples per row
 # the class it was drawn for (a mix of airplanes, frogs and things that are neither), and yet
 # the images still look like *something*, because the decoder only draws plausible textures.
 # Growing $w$ commits each sample to its class: sky and a silhouette for airplanes, green and
-# brown texture around a body for frogs, and accuracy and FD improve together up to $w \approx 4$.
-# Past a point the samples lose variety (in the shipped prior's own sweep, FD rises again at
-# $w = 5$ while accuracy keeps climbing). The weight the shipped model uses, $w = 4$, was chosen
+# brown texture around a body for frogs, and accuracy and FD improve together up to $w \approx 3$.
+# Past a point the samples lose variety (in the shipped prior's own sweep, FD rises again from
+# $w = 4$ while accuracy keeps climbing). The weight the shipped model uses, $w = 3$, was chosen
 # by FD against **training** images, never against these test images.
 #
 # ## 7. What the prior predicts at each step, seen through the decoder
@@ -366,9 +366,9 @@ display(Markdown(markdown_table(rows)))
 # Read the class accuracy against the ceiling, not against 100%: a typical sample can be no
 # more recognisable than a reconstruction through the same decoder. Read FD against the
 # real-images row, which is not 0 at this sample size. In the cpu profile (run behind this
-# text): the shipped prior reaches 74% and FD 45.5, close to the first stage's ceiling of 76%,
-# against 50% and FD 71 for chapter 04's shipped pixel DDPM after a similar number of CPU
-# minutes; your own 4.5-minute prior reaches about 51% and FD 67. What limits the shipped
+# text): the shipped prior reaches 71.5% and FD 41.7 at its weight w = 3 (76% at w = 5, the
+# first stage's ceiling), against 50% and FD 71 for chapter 04's shipped pixel DDPM after a
+# similar number of CPU minutes; your own 4.5-minute prior reaches about 51% and FD 67. What limits the shipped
 # model now is mostly the first stage: a better autoencoder (more channels, more adversarial
 # training) raises the ceiling for every prior trained on it.
 #

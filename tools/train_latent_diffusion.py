@@ -1,6 +1,6 @@
 """Train the latent-diffusion model that the course ships, for chapter 06: first stage and prior.
 
-    python tools/train_latent_diffusion.py --threads 1                  # both stages, about 1.5 h on 1 core
+    python tools/train_latent_diffusion.py --threads 1                  # both stages, about 3 h on 1 core
     python tools/train_latent_diffusion.py --stage first --threads 1    # only the autoencoder
     python tools/train_latent_diffusion.py --rec-epochs 1 --gan-epochs 1 --prior-epochs 1 \
         --max-steps 2 --out /tmp/l                                       # a smoke run
@@ -160,7 +160,7 @@ def main(argv=None) -> None:
     p.add_argument("--latent-channels", type=int, default=8)
     p.add_argument("--rec-epochs", type=int, default=1)
     p.add_argument("--gan-epochs", type=int, default=2)
-    p.add_argument("--prior-epochs", type=int, default=20)
+    p.add_argument("--prior-epochs", type=int, default=40)   # the shipped prior: 40 (12,280 steps)
     p.add_argument("--prior-batch-size", type=int, default=64)
     p.add_argument("--prior-lr", type=float, default=1e-3)
     p.add_argument("--prior-width", type=int, default=64)
