@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cvae_lib.data import from_unit
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.models.unet import UNet, UNetConfig
 from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
@@ -177,7 +178,7 @@ def peer_diffusers(channels: tuple[int, ...], layers: int):
 
 def diffusers_loss(scheduler):
     def loss(model, x, y):
-        x0 = x * 2 - 1
+        x0 = from_unit(x)
         noise = torch.randn_like(x0)
         t = torch.randint(0, 1000, (len(x0),), device=x0.device)
         return F.mse_loss(model(scheduler.add_noise(x0, noise, t), t).sample.float(), noise)

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import torch
 
-from cvae_lib.data import cache_dir, load_cifar10
+from cvae_lib.data import cache_dir, from_unit, load_cifar10, to_unit
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.latent import LatentDiffusion, encode_set
 from cvae_lib.metrics import judge_scores
@@ -189,7 +189,7 @@ class _DiffusersEps(torch.nn.Module):
         self.unet, self.scheduler = unet, scheduler
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = x * 2 - 1                                                # [0, 1] -> [-1, 1]
+        x0 = from_unit(x)                                             # [0, 1] -> [-1, 1]
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(x0),), device=x0.device)
         return torch.nn.functional.mse_loss(self.unet(self.scheduler.add_noise(x0, noise, t), t).sample.float(), noise)
@@ -220,7 +220,7 @@ def _peer_diffusers(args, device, P):
                 x = torch.randn(len(yb), 3, 32, 32, generator=g, device=device)
                 for t in sched.timesteps:
                     x = sched.step(net(x, t).sample, t, x).prev_sample
-                out.append(((x + 1) / 2).clamp(0, 1).float().cpu())
+                out.append(to_unit(x).float().cpu())
         return {**_scores(judge, torch.cat(out), y_gen, feats_test, False), "n_test": len(test)}
     return model, (lambda m, x, y: m(x)), train, cfg, ema, score, {
         "peer": "diffusers UNet2DModel + DDPMScheduler, train_unconditional.py recipe", "classes": classes}
