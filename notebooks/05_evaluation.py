@@ -502,10 +502,11 @@ damaged = {"test images themselves": x_test,
            "VAE reconstructions (shipped, chapter 02)": infer(vae_shipped.reconstruct, x_test, device=device),
            "first stage reconstructions (chapter 06)": recon_first}
 n_fd = min(P.n_eval, len(x_test))
+spread = torch.linspace(0, len(x_test) - 1, n_fd).long()   # evenly over the class-sorted test set
 calibration = []
 for name, x in damaged.items():
     acc = judge_scores(judge, x, y_test, feats_test)["acc"]
-    fd = judge_scores(judge, x[:n_fd], y_test[:n_fd], feats_test)["fd"]
+    fd = judge_scores(judge, x[spread], y_test[spread], feats_test)["fd"]    # every class, like the samples
     calibration.append({"images": name, "PSNR (dB)": None if x is x_test else round(float(psnr(x_test, x).mean()), 1),
                         "class acc": f"{acc:.1%}", f"FD ({n_fd} vs {len(x_test)})": round(fd, 1)})
 display(Markdown(markdown_table(calibration)))
