@@ -40,7 +40,7 @@
 # | profile | run time (2-core CPU), with chapters 01-04 and 06 already run | samples per model |
 # |---|---|---|
 # | smoke | 25 s | 20 |
-# | cpu | 5.0 min (299 s, `make course` on an idle 2-core CPU) | 200 |
+# | cpu | 5.2 min (310 s, `python -m cvae_lib.course 05` on an idle 2-core CPU, earlier chapters' runs cached) | 200 |
 # | gpu | not measured yet | 2,000 |
 #
 # Exercise: `exercises/ex05_frechet.ipynb` (write the Frechet distance yourself).
