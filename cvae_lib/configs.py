@@ -12,18 +12,14 @@ from dataclasses import asdict, fields, is_dataclass
 
 from torch import nn
 
+from .runtime import unwrap
+
 __all__ = ["config_dict", "config_from_dict", "upgrade_config"]
-
-
-def _unwrapped(model: nn.Module) -> nn.Module:
-    from .runtime import unwrap
-
-    return unwrap(model)
 
 
 def config_dict(model: nn.Module) -> dict | None:
     """The model's `.cfg` dataclass as a dict (behind compile/DDP wrappers), or None."""
-    cfg = getattr(_unwrapped(model), "cfg", None)
+    cfg = getattr(unwrap(model), "cfg", None)
     return asdict(cfg) if is_dataclass(cfg) else None
 
 

@@ -155,9 +155,6 @@ class EMA:
         self.updates = int(state["updates"])
 
 
-_config_of = config_dict
-
-
 def _normalise(d: dict) -> dict:
     """Tuples and lists compare equal after a checkpoint round trip."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
@@ -187,7 +184,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def _check_matches(state: dict, model: nn.Module, path: Path) -> None:
-    name, cfg = type(unwrap(model)).__name__, _config_of(model)
+    name, cfg = type(unwrap(model)).__name__, config_dict(model)
     if state["model_class"] != name:
         raise CheckpointError(f"{path} holds a {state['model_class']}, not a {name}: use another "
                               f"checkpoint path or delete the file.")
@@ -560,7 +557,7 @@ def _state(model, opt, ema, cfg, epoch, history, best, rng: dict, data: str) -> 
         "data": data,
         "format": _FORMAT,
         "model_class": type(unwrap(model)).__name__,
-        "model_config": _config_of(model),
+        "model_config": config_dict(model),
         "train_config": asdict(cfg),
         "model": unwrap(model).state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
