@@ -10,6 +10,7 @@ device-agnostic. Nothing is probed at import time: call the functions.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -160,7 +161,17 @@ def init_distributed() -> tuple[int, int]:
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if cuda else "gloo")
+        atexit.register(_leave_distributed)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _leave_distributed() -> None:
+    """Tear the process group down before the interpreter exits: a gloo group left to static
+    destructors can abort a finished rank ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def distributed() -> tuple[int, int]:
