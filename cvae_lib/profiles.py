@@ -6,7 +6,7 @@ Set the environment variable `CVAE_PROFILE` before starting Jupyter (or in the f
 |---|---|---|
 | `smoke` | CI, `pytest --nbval-lax` | tiny subsets, a few steps: proves the notebook runs, in seconds |
 | `cpu`   | a laptop or free Colab CPU | real CIFAR-10, small models, minutes per notebook |
-| `gpu`   | one GPU | full data, longer runs, the numbers quoted in the README |
+| `gpu`   | a student's GPU (Colab's T4) | all ten classes, ~10 min per notebook (estimated: cvae_lib.compute) |
 | `full`  | several GPUs, torchrun | the papers' run lengths (tools/, never picked automatically) |
 
 Unset, the profile is `gpu` when CUDA is available and `cpu` otherwise. Every size a
@@ -115,19 +115,21 @@ PROFILES: dict[str, Profile] = {
         ldm=RunSize(train_per_class=None, epochs=10, batch_size=64, max_steps=100, width=64),  # 1,000 steps
         latent=LatentRun(n_grid=10, ema_decay=0.99),                   # EMA horizon ~100 steps
     ),
+    # Sized on paper for a T4 (Colab's free GPU): every chapter's estimate by cvae_lib.compute stays
+    # under 10 minutes (tests/test_compute.py). Chapter 04's U-Net is the one that decides it.
     "gpu": Profile(
-        name="gpu", summary="one GPU: full data, longer runs, the README's numbers",
+        name="gpu", summary="a student's GPU (a T4 on Colab): all ten classes, about 10 minutes per notebook",
         val_per_class=100, test_per_class=None, n_samples=1000, n_eval=2000, fid=True,
         ae=RunSize(train_per_class=None, epochs=30, batch_size=256, width=64),
-        vae=RunSize(train_per_class=None, epochs=100, batch_size=256, width=64),
-        cvae=RunSize(train_per_class=None, epochs=100, batch_size=256, width=64),
+        vae=RunSize(train_per_class=None, epochs=60, batch_size=256, width=64),
+        cvae=RunSize(train_per_class=None, epochs=20, batch_size=256, width=32),  # width 32: the study's model
         vae_side=RunSize(train_per_class=None, epochs=10, batch_size=128, width=32),
-        cvae_one_class=RunSize(train_per_class=None, epochs=200, batch_size=46, width=32),
+        cvae_one_class=RunSize(train_per_class=None, epochs=100, batch_size=46, width=32),
         cvae_one_per_class=RunSize(train_per_class=1, epochs=100, batch_size=46, width=32),
         cvae_hundred_per_class=RunSize(train_per_class=100, epochs=200, batch_size=46, width=32),
-        ddpm=RunSize(train_per_class=None, epochs=200, batch_size=128, width=128),
-        diffusion=DiffusionRun(classes=None, n_ddpm=16, n_grid=10, ema_decay=0.9999),
-        ldm=RunSize(train_per_class=None, epochs=40, batch_size=128, width=64),
+        ddpm=RunSize(train_per_class=None, epochs=30, batch_size=128, width=32),   # 1.1M parameters, 11,490 steps
+        diffusion=DiffusionRun(classes=None, n_ddpm=16, n_grid=10, ema_decay=0.999),
+        ldm=RunSize(train_per_class=None, epochs=25, batch_size=128, width=64),
         latent=LatentRun(classes=None, n_grid=10, ema_decay=0.999),
     ),
 }

@@ -18,7 +18,7 @@ import random
 
 import torch
 
-__all__ = ["pick_device", "seed_everything", "cpu_has_amx", "amp_dtype", "autocast",
+__all__ = ["pick_device", "seed_everything", "cpu_has_amx", "amp_dtype", "grad_scaler", "autocast",
            "maybe_compile", "unwrap", "use_channels_last", "optimizer_flags", "eval_mode", "init_distributed",
            "distributed", "describe"]
 
@@ -65,24 +65,35 @@ def cpu_has_amx() -> bool:
 def amp_dtype(device: torch.device | str, mode: str = "auto") -> torch.dtype | None:
     """The autocast dtype to use on `device`, or None for plain fp32.
 
-    mode: "auto" (bf16 on CUDA GPUs that support it and on AMX CPUs), "bf16" (force), "off".
+    mode: "auto", "bf16" or "fp16" (force), "off". "auto" picks bf16 on GPUs with native bf16
+    (compute capability 8.0 and later: A100, L4, H100, RTX 30xx on) and on AMX CPUs; fp16 on the
+    older tensor-core GPUs (7.x: V100, T4, RTX 20xx), where bf16 is only emulated and slow; fp32
+    elsewhere. `fit` pairs fp16 with a gradient scaler (`grad_scaler`), which bf16 does not need.
     """
     device = torch.device(device)
     if mode == "off":
         return None
-    if mode == "bf16":
-        return torch.bfloat16
+    if mode in ("bf16", "fp16"):
+        return torch.bfloat16 if mode == "bf16" else torch.float16
     if mode != "auto":
-        raise ValueError(f"amp mode must be 'auto', 'bf16' or 'off', got {mode!r}")
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+        raise ValueError(f"amp mode must be 'auto', 'bf16', 'fp16' or 'off', got {mode!r}")
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else None
     if device.type == "cpu" and cpu_has_amx():
         return torch.bfloat16
     return None
 
 
+def grad_scaler(device: torch.device | str, mode: str = "auto") -> torch.amp.GradScaler:
+    """A gradient scaler that is on exactly when autocast runs in fp16 (small fp16 gradients
+    underflow to zero unless the loss is scaled up first); a no-op otherwise."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype(device, mode) == torch.float16)
+
+
 def autocast(device: torch.device | str, mode: str = "auto"):
-    """A context manager: bf16 autocast where it helps (see `amp_dtype`), else a no-op."""
+    """A context manager: bf16 or fp16 autocast where it helps (see `amp_dtype`), else a no-op."""
     device = torch.device(device)
     dtype = amp_dtype(device, mode)
     if dtype is None:

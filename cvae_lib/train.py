@@ -39,6 +39,7 @@ from .runtime import (
     autocast,
     distributed,
     eval_mode,
+    grad_scaler,
     maybe_compile,
     optimizer_flags,
     pick_device,
@@ -76,7 +77,7 @@ class TrainConfig:
     max_steps: int | None = None      # cap on steps per epoch (smoke runs)
     early_stopping: int | None = None # patience in epochs without a better validation loss
     seed: int = 0                     # batch order, flips and the initial RNG state
-    amp: str = "auto"                 # "auto" | "bf16" | "off" (see runtime.amp_dtype)
+    amp: str = "auto"                 # "auto" | "bf16" | "fp16" | "off" (see runtime.amp_dtype)
     compile: bool | str = False       # torch.compile: True, False or "auto" (CUDA only)
     channels_last: bool | str = "auto"  # NHWC memory format; "auto": on CUDA and CPU (1.2-1.5x here)
     log_every: int = 20               # steps between progress-bar updates (host syncs)
@@ -350,6 +351,7 @@ class _Run:
     device: torch.device
     path: Path | None
     opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler     # on only for fp16 autocast (see runtime.grad_scaler)
     channels_last: bool
     steps_per_epoch: int
     pass_step: bool                  # loss_fn takes the optimizer step as `step=`
@@ -374,7 +376,8 @@ class _Run:
         train_set = data.to(device)
         run = cls(model=model, step_model=model, loss_fn=loss_fn, train_set=train_set, cfg=cfg, ema=ema,
                   device=device, path=Path(checkpoint) if checkpoint is not None else None,
-                  opt=_make_optimizer(model.parameters(), cfg, device), channels_last=channels_last,
+                  opt=_make_optimizer(model.parameters(), cfg, device), scaler=grad_scaler(device, cfg.amp),
+                  channels_last=channels_last,
                   steps_per_epoch=cfg.steps_per_epoch(len(train_set)),
                   pass_step=_takes_step(loss_fn), data=fingerprint(data))
         run.rank, run.world = distributed()
@@ -400,6 +403,8 @@ class _Run:
                                   f"one has {self.world}: resume with the same torchrun --nproc_per_node, "
                                   f"or use a new checkpoint path.")
         _restore({**state, "rng": ranks[self.rank]}, self.model, self.ema, self.device, self.opt)
+        if state.get("scaler"):                      # fp16 runs: the loss scale it had reached
+            self.scaler.load_state_dict(state["scaler"])
         h = state["history"]
         self.history = History(h["rows"], h["stopped_early"], h["best_epoch"])
         self.best = {"loss": state["best"]["loss"], "weights": state["best"]["weights"]}
@@ -464,10 +469,12 @@ class _Run:
                 self.loss_fn(self.step_model, x, y)
             loss, terms = _split_loss(out)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()           # fp16: a scaled loss; otherwise loss.backward()
         if cfg.grad_clip is not None:
+            self.scaler.unscale_(self.opt)           # clip the true gradients, not the scaled ones
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.opt.step()
+        self.scaler.step(self.opt)                   # skips the step if fp16 gradients overflowed
+        self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.model)
         return loss, terms
@@ -492,8 +499,8 @@ class _Run:
                 dist.all_gather_object(ranks, rng)
                 rng = {**rng, "ranks": ranks}
             if self.rank == 0:
-                save_checkpoint(self.path, _state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best, rng,
-                                                  self.data))
+                save_checkpoint(self.path, {**_state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best,
+                                                     rng, self.data), "scaler": self.scaler.state_dict()})
         if h.stopped_early and self.rank == 0:
             say(f"early stopping after epoch {epoch + 1}: validation loss has not improved for "
                 f"{cfg.early_stopping} epochs; restored the weights of epoch {h.best_epoch}")

@@ -56,3 +56,33 @@ def test_the_fused_optimizer_flag_a_gpu_gets_is_accepted_by_torch(name):
         p.grad = torch.tensor([1.0, -2.0, 3.0])
         opt.step()
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                                  ((9, 0), torch.bfloat16), ((6, 1), None)])
+def test_auto_autocast_takes_fp16_on_a_t4_and_bf16_from_ampere_on(monkeypatch, capability, expected):
+    """A T4 (7.5) emulates bf16 slowly, so "auto" gives it fp16 with a gradient scaler; Ampere and
+    later (8.0+) get bf16; a Pascal card (6.1) has no tensor cores and stays in fp32."""
+    from cvae_lib.runtime import grad_scaler
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert amp_dtype("cuda") is expected
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: ("scaler", device, enabled))
+    assert grad_scaler("cuda") == ("scaler", "cuda", expected is torch.float16)
+
+
+def test_an_fp16_fit_scales_the_loss_and_resumes_with_the_scale_it_reached(tmp_path):
+    """fp16 autocast (a T4's) with its gradient scaler, run on the CPU: the loss trains, the
+    checkpoint keeps the scaler's state, and a resumed run continues from it."""
+    torch.manual_seed(0)
+    model = Autoencoder(AEConfig(latent_dim=8, width=8))
+    cfg = TrainConfig(epochs=1, batch_size=16, amp="fp16", grad_clip=1.0, progress=False)
+    h = fit(model, ae_loss, toy(), cfg, checkpoint=tmp_path / "c.pt", device="cpu")
+    assert h.steps == 2 and 0 < h["train_loss"][0] < 1
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 0 and state["scaler"]["_growth_tracker"] == 2   # two good steps
+    again = Autoencoder(AEConfig(latent_dim=8, width=8))
+    h2 = fit(again, ae_loss, toy(), TrainConfig(**{**cfg.__dict__, "epochs": 2}), checkpoint=tmp_path / "c.pt",
+             device="cpu")
+    assert h2.steps == 4
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["scaler"]["_growth_tracker"] == 4
