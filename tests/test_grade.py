@@ -1,23 +1,31 @@
-"""The grader: fake submissions of every kind graded to the expected table, in isolated kernels."""
+"""The grader: fake submissions of every kind graded to the expected table, each in its sandbox.
+
+Hostile submissions (forged outputs, patched checks, escapes) are in test_grade_security.py.
+Every test here needs bubblewrap (`apt-get install -y bubblewrap`), as the grader does.
+"""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from cvae_lib.grade import main
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "ex01_autoencoder.ipynb"
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
 
-def _write(folder: Path, student: str, nb) -> None:
-    (folder / student).mkdir(parents=True)
-    nbformat.write(nb, folder / student / NAME)
+def write(folder: Path, student: str, nb, name: str = NAME) -> Path:
+    (folder / student).mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / student / name)
+    return folder / student / name
 
 
-def _edit(nb, old: str, new: str):
+def edit(nb, old: str, new: str):
     nb = nbformat.from_dict(nb)
     hits = [c for c in nb.cells if old in c.source]
     assert hits, old
@@ -25,52 +33,117 @@ def _edit(nb, old: str, new: str):
     return nb
 
 
+def solution(name: str = NAME):
+    return nbformat.read(ROOT / "solutions" / name, as_version=4)
+
+
+def exercise(name: str = NAME):
+    return nbformat.read(ROOT / "exercises" / name, as_version=4)
+
+
+def run_grader(subs: Path, out: Path, *options: str) -> dict[str, list[dict]]:
+    """Grade `subs` into `out`; rows by student (the "(total)" rows under "total:<student>")."""
+    assert main([str(subs), "--out", str(out), *options]) == 0
+    table: dict[str, list[dict]] = {}
+    for r in csv.DictReader(open(out / "gradebook.csv")):
+        key = f"total:{r['student']}" if r["check"] == "(total)" else r["student"]
+        table.setdefault(key, []).append(r)
+    return table
+
+
+def statuses(rows: list[dict]) -> list[str]:
+    return [r["status"] for r in rows if r["check"] != "(notebook)"]
+
+
+def events(rows: list[dict]) -> dict[str, str]:
+    return {r["status"]: r["message"] for r in rows if r["check"] == "(notebook)"}
+
+
 def make_submissions(folder: Path) -> None:
-    solution = nbformat.read(ROOT / "solutions" / NAME, as_version=4)
-    stub = nbformat.read(ROOT / "exercises" / NAME, as_version=4)
-    _write(folder, "correct", solution)
+    sol = solution()
+    write(folder, "correct", sol)
     # psnr from the batch-mean MSE: one property fails, the others hold
-    _write(folder, "partial", _edit(solution, "mse = (x - x_hat).pow(2).flatten(1).mean(dim=1)",
-                                    "mse = (x - x_hat).pow(2).mean().expand(len(x))"))
-    _write(folder, "stub", stub)
-    _write(folder, "crash", _edit(solution, "def interpolate(", "import os; os._exit(3)\ndef interpolate("))
-    _write(folder, "loop", _edit(solution, "def interpolate(", "while True: pass\ndef interpolate("))
-    _write(folder, "syntax", _edit(solution, "def bottleneck_forward(", "def bottleneck_forward(:"))
-    nodel = nbformat.from_dict(solution)
+    write(folder, "partial", edit(sol, "mse = (x - x_hat).pow(2).flatten(1).mean(dim=1)",
+                                  "mse = (x - x_hat).pow(2).mean().expand(len(x))"))
+    write(folder, "stub", exercise())
+    write(folder, "crash", edit(sol, "def interpolate(", "import os; os._exit(3)\ndef interpolate("))
+    write(folder, "loop", edit(sol, "def interpolate(", "while True: pass\ndef interpolate("))
+    write(folder, "syntax", edit(sol, "def bottleneck_forward(", "def bottleneck_forward(:"))
+    nodel = nbformat.from_dict(sol)
     nodel.cells = [c for c in nodel.cells if "check_bottleneck" not in c.source]
-    _write(folder, "deleted", nodel)
+    write(folder, "deleted", nodel)
     (folder / "malformed").mkdir()
     (folder / "malformed" / NAME).write_text("{ this is not json")
 
 
+@needs_bwrap
 def test_grades_every_kind_of_submission(tmp_path):
     subs = tmp_path / "submitted"
     make_submissions(subs)
     before = sorted(p.name for p in ROOT.iterdir())
-    assert main([str(subs), "--out", str(tmp_path / "book"), "--timeout", "45"]) == 0
+    table = run_grader(subs, tmp_path / "book", "--timeout", "40", "--cpu-time", "8", "--memory", "6")
     assert sorted(p.name for p in ROOT.iterdir()) == before  # nothing written into the course tree
 
-    rows = list(csv.DictReader(open(tmp_path / "book" / "gradebook.csv")))
-    table = {}
-    for r in rows:
-        table.setdefault(r["student"], []).append(r["status"])
-    n = len(table["correct"])
-    assert n == 12 and set(table["correct"]) == {"passed"}
-    assert table["partial"].count("failed") == 1 and table["partial"].count("passed") == n - 1
-    partial_fail = [r for r in rows if r["student"] == "partial" and r["status"] == "failed"][0]
-    assert "per image" in partial_fail["check"] and "expected" in partial_fail["message"]
-    assert set(table["stub"]) == {"not implemented"}
-    # crash during task 2: task 1 passed, the rest could not run
-    assert table["crash"][:5] == ["passed"] * 5 and set(table["crash"][5:]) == {"error"}
-    assert any("kernel died" in r["message"] for r in rows if r["student"] == "crash")
-    assert table["loop"][:5] == ["passed"] * 5 and set(table["loop"][5:]) == {"error"}
-    assert any("time limit" in r["message"] for r in rows if r["student"] == "loop")
-    assert table["syntax"][:9] == ["passed"] * 9 and set(table["syntax"][9:]) == {"error"}
-    assert any("SyntaxError" in r["message"] for r in rows if r["student"] == "syntax")
-    assert table["deleted"][:9] == ["passed"] * 9 and set(table["deleted"][9:]) == {"missing"}
-    assert table["malformed"] == ["error"] * n
-    assert "not a readable notebook" in [r for r in rows if r["student"] == "malformed"][0]["message"]
+    n = len(statuses(table["correct"]))
+    assert n == 12 and set(statuses(table["correct"])) == {"passed"} and events(table["correct"]) == {}
+    partial = statuses(table["partial"])
+    assert partial.count("failed") == 1 and partial.count("passed") == n - 1
+    fail = [r for r in table["partial"] if r["status"] == "failed"][0]
+    assert "per image" in fail["check"] and "expected" in fail["message"]
+    assert set(statuses(table["stub"])) == {"not implemented"} and "nothing implemented" in events(table["stub"])
+    # crash while defining task 2: task 1 passed, the rest could not run, and the row says why
+    assert statuses(table["crash"]) == ["passed"] * 5 + ["error"] * 7
+    assert "exit code 3" in events(table["crash"])["crashed"]
+    assert statuses(table["loop"]) == ["passed"] * 5 + ["error"] * 7
+    assert "processor time" in events(table["loop"])["CPU time limit"]
+    assert statuses(table["syntax"]) == ["passed"] * 9 + ["error"] * 3
+    assert "SyntaxError" in events(table["syntax"])["cell error"]
+    assert all("SyntaxError" in r["message"] for r in table["syntax"][9:12])
+    # a removed check cell changes nothing: the grader runs its own copy of the checks
+    assert statuses(table["deleted"]) == ["passed"] * 12 and "check cell removed" in events(table["deleted"])
+    assert statuses(table["malformed"]) == ["error"] * n
+    assert "not a readable notebook" in events(table["malformed"])["unreadable"]
 
+    assert [r["status"] for r in table["total:correct"]] == ["12 / 12"]
+    assert [r["status"] for r in table["total:partial"]] == ["11 / 12"]
     summary = (tmp_path / "book" / "gradebook.md").read_text()
-    assert "| correct | ex01_autoencoder | 12 | 12 | - |" in summary
+    assert "| correct | ex01_autoencoder | 12 | 12 | - | - |" in summary
     assert "| stub | ex01_autoencoder | 0 | 12 |" in summary
+    assert "| correct | 12 | 12 | 100% |" in summary and "| stub | 0 | 12 | 0% |" in summary
+
+
+@needs_bwrap
+def test_every_exercise_goes_through_the_proxy(tmp_path):
+    """All six reference solutions pass: modules (ex01, ex03, ex06), a generator (ex03), callbacks
+    (ex04, ex06) and gradients through the student's function (ex02) all cross the sandbox; a mu
+    cut from the graph (ex02) and a model fed x0 (ex04) fail exactly their property; a student who
+    submitted only some notebooks is graded on all of them."""
+    subs = tmp_path / "submitted"
+    names = sorted(p.name for p in (ROOT / "solutions").glob("ex0*.ipynb"))
+    for name in names:
+        write(subs, "all", solution(name), name)
+    write(subs, "wrong", edit(solution("ex02_vae.ipynb"), "return mu + torch.exp(0.5 * logvar) * eps",
+                              "return mu.detach() + torch.exp(0.5 * logvar) * eps"), "ex02_vae.ipynb")
+    write(subs, "wrong", edit(solution("ex04_ddpm.ipynb"), "return ((model(xt, t) - eps) ** 2).mean()",
+                              "return ((model(x0, t) - eps) ** 2).mean()"), "ex04_ddpm.ipynb")
+    table = run_grader(subs, tmp_path / "book", "--timeout", "60")
+    assert set(statuses(table["all"])) == {"passed"} and len(statuses(table["all"])) >= 70
+    failed = {r["check"] for r in table["wrong"] if r["status"] == "failed"}
+    assert failed == {"reparameterize: gradients flow to mu and logvar",
+                      "ex04.ddpm_loss: feeds the model xt (Eq. 4) and t"}
+    assert {r["exercise"] for r in table["wrong"] if r["status"] == "missing"} == {
+        n.removesuffix(".ipynb") for n in names} - {"ex02_vae", "ex04_ddpm"}
+    total = table["total:wrong"][0]["status"]
+    assert total.endswith(table["total:all"][0]["status"].split(" / ")[1])
+
+
+def test_grader_stops_without_bubblewrap(tmp_path, monkeypatch, capsys):
+    """No bwrap: a clear error naming the one-line install, and no notebook runs."""
+    import cvae_lib.grade.sandbox as sandbox
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    write(tmp_path / "submitted", "alice", solution())
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "submitted"), "--out", str(tmp_path / "book")])
+    assert stop.value.code == 2
+    assert "apt-get install -y bubblewrap" in capsys.readouterr().err
+    assert not (tmp_path / "book").exists()

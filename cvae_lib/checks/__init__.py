@@ -12,24 +12,51 @@ of (property, test) pairs and hands it to `run_checks`:
 
 In a notebook the student sees one line per property (passed / FAILED with the reason /
 not implemented yet); if any failed, `CheckFailed` is raised so the cell turns red. The same
-results travel as JSON (mimetype `CHECK_MIME`) in the cell output, which the grader reads.
+results travel as JSON (mimetype `CHECK_MIME`) in the cell output, for tools that read notebooks.
+
+The grader (`cvae_lib.grade`) never trusts those outputs: it calls these same check functions
+in its own process, inside `collecting()` (results returned, nothing shown or raised), with a
+proxy in place of the student's function; a proxy that cannot reach the student's code raises
+`CheckNotRun`, which is reported with the grader's reason.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["CheckFailed", "CheckResult", "run_checks", "expect", "expect_shape", "expect_close",
-           "CHECK_MIME"]
+__all__ = ["CheckFailed", "CheckNotRun", "CheckResult", "run_checks", "collecting", "expect", "expect_shape",
+           "expect_close", "CHECK_MIME"]
 
 CHECK_MIME = "application/vnd.cvae-check+json"
+_COLLECTING: ContextVar[bool] = ContextVar("cvae_checks_collecting", default=False)
 
 
 class CheckFailed(AssertionError):
     """At least one property of an exercise does not hold; the message names which."""
+
+
+class CheckNotRun(Exception):
+    """The function under test could not be called at all (the grader's sandbox stopped, the
+    function is not defined); reported with this status and message, not as the code's error."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@contextmanager
+def collecting() -> Iterator[None]:
+    """Inside this block `run_checks` only returns its results: no report, no CheckFailed."""
+    token = _COLLECTING.set(True)
+    try:
+        yield
+    finally:
+        _COLLECTING.reset(token)
 
 
 @dataclass
@@ -69,6 +96,8 @@ def run_checks(exercise: str, props: Sequence[tuple[str, Callable[[], None]]]) -
         try:
             test()
             results.append(CheckResult(exercise, prop, "passed"))
+        except CheckNotRun as e:
+            results.append(CheckResult(exercise, prop, e.status, str(e)))
         except NotImplementedError:
             results.append(CheckResult(exercise, prop, "not implemented",
                                        "replace `raise NotImplementedError` with your code"))
@@ -76,6 +105,8 @@ def run_checks(exercise: str, props: Sequence[tuple[str, Callable[[], None]]]) -
             results.append(CheckResult(exercise, prop, "failed", str(e)))
         except Exception as e:  # the student's code crashed: say where, not just that
             results.append(CheckResult(exercise, prop, "error", f"{type(e).__name__}: {e}"))
+    if _COLLECTING.get():
+        return results
     _report(exercise, results)
     bad = [r for r in results if r.status != "passed"]
     if bad:
@@ -85,7 +116,7 @@ def run_checks(exercise: str, props: Sequence[tuple[str, Callable[[], None]]]) -
 
 
 _ICON = {"passed": "✓ passed", "failed": "✗ FAILED", "not implemented": "… not implemented yet",
-         "error": "✗ ERROR"}
+         "error": "✗ ERROR", "missing": "✗ MISSING"}
 
 
 def _report(exercise: str, results: list[CheckResult]) -> None:

@@ -1,0 +1,113 @@
+"""What the grader runs for one notebook: its own copy's cells, with the student's solution cells.
+
+The grader's copy is the release notebook `solutions/exNN_*.ipynb`. Its code cells are of three
+kinds:
+
+    solution  holds a `### BEGIN SOLUTION` region: the student's version of this cell is used
+    check     only lines like `ex01.check_psnr(psnr);`: the grader calls that check itself
+    code      anything else (setup, imports, demos): run as the grader's copy has it
+
+A student's solution cell is found by the cell id `tools/build_notebooks.py` gives it (the same
+in solutions/ and exercises/), or else as the cell that defines the same functions. Every other
+cell of the submission (its check cells, outputs, added cells) is ignored; check cells that were
+edited or removed are only reported.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Step", "load_plan", "read_submission", "solution_sources", "check_cell_notes", "MAX_NOTEBOOK_BYTES"]
+
+BEGIN = "### BEGIN SOLUTION"
+MAX_NOTEBOOK_BYTES = 50 << 20
+_CHECK = re.compile(r"^\s*(ex\d\d)\.(check_\w+)\(\s*([A-Za-z_]\w*)\s*\)\s*;?\s*$")
+_DEF = re.compile(r"^(?:def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
+
+
+@dataclass
+class Step:
+    kind: str                        # "solution" | "check" | "code"
+    cell_id: str
+    source: str                      # the grader's copy
+    defines: tuple[str, ...] = ()    # top-level functions and classes the cell defines
+    checks: tuple[tuple[str, str, str], ...] = ()   # (checks module, check function, argument)
+
+
+def _checks_in(source: str) -> tuple[tuple[str, str, str], ...] | None:
+    """The check calls of a cell made only of check calls, else None."""
+    lines = [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    matches = [_CHECK.match(line) for line in lines]
+    return tuple(m.groups() for m in matches) if lines and all(matches) else None
+
+
+def load_plan(path: Path) -> list[Step]:
+    """The grader's copy of an exercise as steps, in order."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    steps = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        cell_id, source = str(cell.get("id", f"cell-{i:03d}")), cell.source
+        checks = _checks_in(source)
+        if BEGIN in source:
+            steps.append(Step("solution", cell_id, source, tuple(_DEF.findall(source))))
+        elif checks:
+            steps.append(Step("check", cell_id, source, checks=checks))
+        else:
+            steps.append(Step("code", cell_id, source))
+    return steps
+
+
+def read_submission(path: Path) -> list[tuple[str, str]]:
+    """(cell id, source) of every code cell of a submitted notebook; ValueError if unreadable.
+
+    Only sources are kept: outputs, execution counts and metadata never reach the grade.
+    """
+    import nbformat
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"the file is over {MAX_NOTEBOOK_BYTES >> 20} MB")
+    try:
+        nb = nbformat.read(path, as_version=4)
+        cells = [(str(c.get("id", "")), c.source) for c in nb.cells if c.get("cell_type") == "code"]
+    except Exception as e:  # not JSON, not a notebook
+        raise ValueError(f"{type(e).__name__}: {str(e)[:200]}") from None
+    if not all(isinstance(src, str) for _, src in cells):
+        raise ValueError("a code cell's source is not text")
+    return cells
+
+
+def _defines_all(source: str, names: tuple[str, ...]) -> bool:
+    found = set(_DEF.findall(source))
+    return all(n in found for n in names)
+
+
+def solution_sources(plan: list[Step], cells: list[tuple[str, str]]) -> dict[str, str | None]:
+    """For each solution step's cell id, the student's source, or None if no cell matches.
+
+    The cell with the same id wins if it defines the step's functions; otherwise the first
+    cell that does (a notebook whose ids were rewritten); otherwise the same-id cell as it is.
+    """
+    by_id = dict(cells)
+    out = {}
+    for step in (s for s in plan if s.kind == "solution"):
+        source = by_id.get(step.cell_id)
+        if step.defines and (source is None or not _defines_all(source, step.defines)):
+            source = next((src for _, src in cells if _defines_all(src, step.defines)), source)
+        out[step.cell_id] = source
+    return out
+
+
+def check_cell_notes(plan: list[Step], cells: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(kind, message) for each check cell of the grader's copy the submission edited or removed."""
+    by_id, sources = dict(cells), {src.strip() for _, src in cells}
+    notes = []
+    for step in (s for s in plan if s.kind == "check"):
+        if step.source.strip() in sources:
+            continue
+        kind = "check cell edited" if step.cell_id in by_id else "check cell removed"
+        notes.append((kind, f"`{step.source.strip()}` was {kind.split()[-1]} in the submission; the grader "
+                            "ran its own copy of this check, so this changes no points"))
+    return notes

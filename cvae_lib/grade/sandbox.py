@@ -1,0 +1,243 @@
+"""One sandboxed worker process per notebook: bubblewrap namespaces, rlimits, a wall clock.
+
+    with Sandbox(Limits(wall_s=300)) as box:
+        box.send({"op": "exec", "source": "x = 1"})
+        reply = box.recv()          # raises Stopped(kind, message) when the worker is gone
+
+The worker (`python -I -m cvae_lib.grade.worker`) runs under `bwrap` with every namespace
+unshared (user, pid, network, ipc, uts, cgroup): it sees read-only copies of the Python install,
+the virtual environment and the `cvae_lib` package, an empty size-capped tmpfs as its working
+folder and /tmp, and nothing else of the machine: no network (only its own loopback), no
+solutions, submissions or gradebook. RLIMIT_AS caps its memory and RLIMIT_CPU its processor
+time; the grader's clock caps its wall time. It is the first process of its own PID namespace
+under `--die-with-parent`, so killing it (or the grader dying) ends every process it started,
+including ones that called setsid.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .wire import HEADER, MAX_FRAME, WireError, pack, unpack
+
+__all__ = ["Limits", "Sandbox", "Stopped", "SandboxUnavailable", "require_bwrap", "INSTALL_HINT"]
+
+INSTALL_HINT = "apt-get install -y bubblewrap"
+WORKDIR = "/notebook"        # the notebook's working folder inside the sandbox (a tmpfs)
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces here; the message says how to fix it."""
+
+
+@dataclass
+class Limits:
+    """What one notebook may use."""
+    wall_s: float = 300             # seconds on the clock for the whole notebook
+    cpu_s: float = 300              # seconds of processor time (RLIMIT_CPU)
+    memory_bytes: int = 8 << 30     # address space (RLIMIT_AS); torch alone maps about 3.3 GB
+    disk_bytes: int = 256 << 20     # the tmpfs working folder and /tmp, each
+
+
+class Stopped(Exception):
+    """The worker is gone or broke the protocol; `kind` in instructor words, `status` what the
+    checks it could not run report."""
+
+    def __init__(self, kind: str, message: str, status: str = "error"):
+        super().__init__(message)
+        self.kind, self.message, self.status = kind, message, status
+
+
+def require_bwrap() -> str:
+    """The path of a working `bwrap`, or SandboxUnavailable naming the fix."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "the grader runs student code only inside a bubblewrap sandbox, and `bwrap` is not installed: "
+            f"install it with `{INSTALL_HINT}` (Debian/Ubuntu; `dnf install bubblewrap` on Fedora), then rerun.")
+    probe = subprocess.run([bwrap, "--unshare-all", "--die-with-parent", *_system_binds(), "--", sys.executable,
+                            "-c", "pass"], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        raise SandboxUnavailable(
+            f"`bwrap --unshare-all` fails here ({probe.stderr.strip()[:300]}): this machine does not allow user, "
+            "PID or network namespaces. Run the grader as root, enable unprivileged user namespaces "
+            "(`sysctl kernel.unprivileged_userns_clone=1`, or on Ubuntu 24.04 "
+            "`sysctl kernel.apparmor_restrict_unprivileged_userns=0`), or in a container started with "
+            "`--security-opt seccomp=unconfined`.")
+    return bwrap
+
+
+def _system_binds() -> list[str]:
+    """Read-only binds of what Python, torch and the library need, at their own paths."""
+    import cvae_lib
+    args = []
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        p = Path(top)
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), top]
+        elif p.is_dir():
+            args += ["--ro-bind", top, top]
+    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(sys.prefix),
+             Path(cvae_lib.__file__).resolve().parent}
+    for p in sorted(paths, key=lambda p: len(p.parts)):
+        if not str(p).startswith(("/usr/", "/bin/", "/lib")):
+            args += ["--ro-bind", str(p), str(p)]
+    args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+             "--ro-bind-try", "/etc/localtime", "/etc/localtime"]
+    return args
+
+
+def bwrap_command(bwrap: str, limits: Limits) -> list[str]:
+    """The full `bwrap ... python -I -m cvae_lib.grade.worker` command line."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+           "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    size = str(int(limits.disk_bytes))
+    return [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
+            "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORKDIR,   # first: binds win over them
+            *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--chdir", WORKDIR,
+            *[a for k, v in env.items() for a in ("--setenv", k, v)],
+            "--", sys.executable, "-I", "-m", "cvae_lib.grade.worker"]
+
+
+def _rlimits(limits: Limits):
+    """preexec_fn: the memory and processor-time caps, inherited by everything inside."""
+    cpu = max(1, int(limits.cpu_s))
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+class Sandbox:
+    """A running worker and its two pipes, read and written against the notebook's deadline."""
+
+    def __init__(self, limits: Limits, bwrap: str | None = None):
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.wall_s
+        self._stderr, self.stderr_tail = tempfile.TemporaryFile(), ""
+        self.proc = subprocess.Popen(bwrap_command(bwrap or require_bwrap(), limits), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._stderr, preexec_fn=_rlimits(limits),
+                                     start_new_session=True, close_fds=True)
+        self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        fcntl.fcntl(self._in, fcntl.F_SETFL, fcntl.fcntl(self._in, fcntl.F_GETFL) | os.O_NONBLOCK)
+        try:
+            ready = self.recv()
+        except Stopped as e:
+            raise Stopped("sandbox failed", f"the sandboxed worker did not start: {e.message}; "
+                                            f"its stderr: {self.stderr_tail}") from None
+        if ready.get("op") != "ready":
+            self._stop("tampering", "the sandboxed worker did not start with the expected handshake")
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send(self, message: dict) -> None:
+        data = memoryview(pack(message))
+        while data:
+            self._wait(self._in, write=True)
+            try:
+                n = os.write(self._in, data)
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, OSError):
+                self._died()
+            data = data[n:]
+
+    def recv(self) -> dict:
+        (n,) = HEADER.unpack(self._read(HEADER.size))
+        if n > MAX_FRAME:
+            self._stop("tampering", f"the sandboxed process sent a {n >> 20} MB reply (over the "
+                                    f"{MAX_FRAME >> 20} MB limit); student code writing to the grader's channel?")
+        try:
+            return unpack(self._read(n))
+        except WireError as e:
+            self._stop("tampering", f"the sandboxed process sent a reply the grader cannot read ({e}); "
+                                    "student code writing to the grader's channel?")
+
+    def close(self) -> None:
+        """Kill the worker's process group (and with it its PID namespace) and reap it."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        if not self._stderr.closed:
+            self.stderr_tail = self._stderr_tail()
+        for f in (self.proc.stdin, self.proc.stdout, self._stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def _wait(self, fd: int, write: bool = False) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self._stop("time limit", f"the notebook did not finish within {self.limits.wall_s:.0f} s "
+                                     "(an endless loop or a long sleep?) and was stopped")
+        ready = select.select([], [fd], [], left) if write else select.select([fd], [], [], left)
+        if not any(ready):
+            self._wait(fd, write)
+
+    def _read(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            self._wait(self._out)
+            chunk = os.read(self._out, min(n - len(buf), 1 << 20))
+            if not chunk:
+                self._died()
+            buf += chunk
+        return bytes(buf)
+
+    def _stop(self, kind: str, message: str):
+        self.close()
+        raise Stopped(kind, message)
+
+    def _died(self):
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._stop(*exit_words(code, self.limits))
+
+    def _stderr_tail(self) -> str:
+        try:
+            self._stderr.seek(0)
+            return self._stderr.read()[-600:].decode(errors="replace").strip() or "(empty)"
+        except (OSError, ValueError):
+            return "(unreadable)"
+
+
+def exit_words(code: int | None, limits: Limits) -> tuple[str, str]:
+    """(kind, message) for a worker that ended with `code` (bwrap reports a signal n as 128 + n)."""
+    sig = -code if code is not None and code < 0 else (code - 128 if code is not None and code > 128 else None)
+    if sig not in set(signal.Signals):
+        sig = None
+    if sig == signal.SIGXCPU:
+        return "CPU time limit", (f"the notebook used more than {limits.cpu_s:.0f} s of processor time "
+                                  "(an endless loop?) and was stopped")
+    if sig == signal.SIGKILL:
+        return "crashed", "the notebook's Python process was killed (SIGKILL; often the machine running out of memory)"
+    if sig is not None:
+        return "crashed", f"the notebook's Python process died from signal {signal.Signals(sig).name} (a native crash?)"
+    if code is None:
+        return "crashed", "the notebook's Python process closed the grader's channel and did not exit"
+    return "crashed", (f"the student's code ended the notebook's Python process (exit code {code}: "
+                       "os._exit, sys.exit or a crash)")
