@@ -288,13 +288,42 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None, *,
     files = _list_images(split_dir)
     cache_file = cache_dir() / f"cifar10-{split}-{_fingerprint(files)}.pt"
     if cache and cache_file.exists():
-        blob = torch.load(cache_file, weights_only=True)
-        return ImageSet(blob["x"], blob["y"])
+        cached = _read_cache(cache_file)
+        if cached is not None:
+            return cached
     data = _decode(files)
     if cache:
-        with atomic_write(cache_file) as tmp:  # a crash never leaves a half-written cache
-            torch.save({"x": data.x, "y": data.y}, tmp)
+        try:
+            with atomic_write(cache_file) as tmp:  # a crash never leaves a half-written cache
+                torch.save({"x": data.x, "y": data.y, "digest": _digest(data.x, data.y)}, tmp)
+        except OSError as e:                   # a full disk or a read-only cache: work without it
+            print(f"could not write the image cache {cache_file} ({e}); continuing without it "
+                  f"(set CVAE_CACHE_DIR to a writable folder with ~200 MB free)")
     return data
+
+
+def _digest(x: torch.Tensor, y: torch.Tensor) -> str:
+    """A checksum of the decoded pixels and labels, stored in the cache and checked on load."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(x.contiguous().numpy().tobytes())
+    h.update(y.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _read_cache(path: Path) -> ImageSet | None:
+    """The cached images, or None (with a one-line message) when the file is damaged."""
+    try:
+        blob = torch.load(path, weights_only=True)
+        ok = isinstance(blob, dict) and blob.get("digest") == _digest(blob["x"], blob["y"])
+    except Exception as e:  # truncated, not a torch file, wrong keys: all mean "rebuild it"
+        ok, reason = False, f"{type(e).__name__}: {str(e)[:80]}"
+    else:
+        reason = "its checksum does not match its pixels"
+    if ok:
+        return ImageSet(blob["x"], blob["y"])
+    print(f"the image cache {path} is damaged ({reason}): decoding the images again")
+    path.unlink(missing_ok=True)
+    return None
 
 
 def find_root(root: str | os.PathLike) -> Path:
@@ -332,11 +361,18 @@ def _list_images(split_dir: Path) -> list[tuple[Path, int]]:
 
 
 def _fingerprint(files: list[tuple[Path, int]]) -> str:
-    """A short hash of paths and sizes: the cache is rebuilt when the folder changes."""
-    h = hashlib.sha1()
+    """A short hash of every file's path, class and bytes: the cache is rebuilt when any image of
+    the folder changes, even to one of the same size (46 MB of JPEGs for the training split:
+    about a second to read back from the OS's file cache)."""
+    h = hashlib.blake2b(digest_size=16)
     for p, k in files:
-        h.update(f"{p}|{p.stat().st_size}|{k}\n".encode())
-    return h.hexdigest()[:12]
+        try:
+            content = p.read_bytes()
+        except OSError as e:
+            raise DataError(f"cannot read image {p} ({e}): check its permissions, or re-extract the archive.") from e
+        h.update(f"{p}|{k}|{len(content)}\n".encode())
+        h.update(content)
+    return h.hexdigest()[:16]
 
 
 def _decode(files: list[tuple[Path, int]]) -> ImageSet:

@@ -33,6 +33,62 @@ def test_cache_is_used_and_equal(image_folder, monkeypatch):
     assert torch.equal(first.x, second.x) and torch.equal(first.y, second.y)
 
 
+def test_an_image_changed_in_place_is_served_with_its_new_pixels(image_folder):
+    import numpy as np
+    from PIL import Image
+
+    before = load_cifar10("train", image_folder)
+    target = image_folder / "train" / "automobile" / "0001.png"          # index 4 in the set
+    a = np.asarray(Image.open(target)).copy()
+    a[5:9, 5:9] = 255 - a[5:9, 5:9]
+    Image.fromarray(a).save(target)
+    after = load_cifar10("train", image_folder)
+    assert torch.equal(after.x[4].permute(1, 2, 0), torch.from_numpy(a))
+    assert not torch.equal(after.x[4], before.x[4])
+
+
+def test_same_size_same_name_edit_is_caught(image_folder):
+    """A byte flipped inside a file (same size, same name, same mtime kept) changes the fingerprint."""
+    import os
+
+    first = data._fingerprint(data._list_images(image_folder / "train"))
+    target = image_folder / "train" / "cat" / "0000.png"
+    stat = target.stat()
+    raw = bytearray(target.read_bytes())
+    raw[-20] ^= 0xFF
+    target.write_bytes(bytes(raw))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert data._fingerprint(data._list_images(image_folder / "train")) != first
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong pixels"])
+def test_a_damaged_cache_file_is_named_and_rebuilt(image_folder, capsys, damage):
+    good = load_cifar10("train", image_folder)
+    (cache_file,) = (image_folder.parent / "cache").glob("cifar10-train-*.pt")
+    if damage == "truncate":
+        cache_file.write_bytes(cache_file.read_bytes()[:1000])
+    elif damage == "garbage":
+        cache_file.write_bytes(b"not a torch file")
+    else:                                                   # a valid file whose pixels were altered
+        blob = torch.load(cache_file, weights_only=True)
+        blob["x"][0, 0, 0, 0] ^= 1
+        torch.save(blob, cache_file)
+    again = load_cifar10("train", image_folder)
+    assert torch.equal(again.x, good.x) and torch.equal(again.y, good.y)
+    out = capsys.readouterr().out
+    assert f"the image cache {cache_file} is damaged" in out and "decoding the images again" in out
+    load_cifar10("train", image_folder)                     # rebuilt: no message the next time
+    assert "damaged" not in capsys.readouterr().out
+
+
+def test_an_unwritable_cache_folder_still_loads_and_says_why(image_folder, monkeypatch, capsys):
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(data, "atomic_write", full_disk)
+    assert len(load_cifar10("train", image_folder)) == 30
+    assert "could not write the image cache" in capsys.readouterr().out
+
+
 def test_missing_folder_names_it(tmp_path):
     with pytest.raises(DataError, match="does not exist.*CVAE_DATA_DIR"):
         load_cifar10("train", tmp_path / "nope")
