@@ -1,10 +1,16 @@
-"""Interactive explorers for the notebooks, built on ipywidgets 8, each with a static fallback.
+"""Interactive explorers for the notebooks, built on ipywidgets, each with a static fallback.
 
 Every function returns an ipywidgets widget when it runs inside a Jupyter kernel, and a
 matplotlib Figure with the same content otherwise (plain Python, or `CVAE_STATIC_WIDGETS=1`),
 so notebooks run headless under nbval and still show something in a static render. Images
 are float tensors (B, 3, 32, 32) in [0, 1]; models are passed as functions, so this module
 never names a model class.
+
+Core widgets only, with the API that ipywidgets 7.7 and 8.x share: Colab preinstalls 7.7.1,
+and upgrading it inside a running session has broken its core widgets, so the course asks for
+`ipywidgets>=7.7` and must work with both. Images go to the page as PNG bytes in an `Image`
+widget (both versions); no 8-only traits or layout properties. `make test-widgets7` runs
+tests/test_widgets.py with 7.7.1, where an unknown keyword is an error.
 
     latent_explorer(decode, mu)                     # sliders along the PCA directions of mu
     latent_explorer(decode, mu, class_names=CLASSES) # + a class picker: same z, another class

@@ -1,9 +1,19 @@
-"""Latent explorers: the static fallback headless, and the widgets' callbacks when interactive."""
+"""Latent explorers: the static fallback headless, and the widgets' callbacks when interactive.
+
+Run with the lock's ipywidgets 8 (`make test`) and with Colab's 7.7.1 (`make test-widgets7`).
+A keyword that the installed ipywidgets does not know (an 8-only trait under 7.7, a typo) is
+only a DeprecationWarning in traitlets: here it is an error.
+"""
 import pytest
 import torch
 
 from cvae_lib import widgets
 from cvae_lib.models.cvae import CVAE, CVAEConfig
+
+pytestmark = [
+    pytest.mark.filterwarnings("error:Passing unrecognized arguments:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The `ipykernel.comm.Comm` class has been deprecated:DeprecationWarning"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +122,36 @@ def test_the_scrubbers_columns_have_gaps_and_fit_a_laptop_screen():
     assert im.size == (4 * 32 * widgets.SCRUB_SCALE + 3 * widgets.SCRUB_GAP, 32 * widgets.SCRUB_SCALE)
     assert im.size[0] <= 500                                   # beside a 500-pixel slider
     assert im.getpixel((32 * widgets.SCRUB_SCALE + 1, 5)) == (255, 255, 255)   # a white gap
+
+
+def _interactive_explorers(cvae):
+    y0 = torch.zeros(4, dtype=torch.long)
+    diffusion, prior, first = _latent_parts()
+    return {
+        "latent": lambda: widgets.latent_explorer(cvae.decode_mean, torch.randn(50, 6), n_directions=2,
+                                                  class_names=["a", "b"]),
+        "interpolation": lambda: widgets.interpolation_explorer(
+            lambda x: cvae.encode(x, y0[:len(x)])[0],
+            lambda z: cvae.decode_mean(z, torch.zeros(len(z), dtype=torch.long)), torch.rand(4, 3, 32, 32)),
+        "scrubber": lambda: widgets.timestep_scrubber(diffusion, prior, torch.rand(2, 3, 32, 32),
+                                                      torch.tensor([0, 6]), first_stage=first),
+    }
+
+
+def test_explorers_are_core_widgets_that_serialise_in_ipywidgets_7_and_8(monkeypatch, cvae):
+    """What the front end receives: only @jupyter-widgets core models (Colab renders no others),
+    images as PNG bytes. `make test-widgets7` runs this file with Colab's ipywidgets 7.7.1 too."""
+    import base64
+
+    import ipywidgets
+    from ipywidgets.embed import embed_data
+
+    monkeypatch.setattr(widgets, "is_interactive", lambda: True)
+    for name, build in _interactive_explorers(cvae).items():
+        state = embed_data(views=[build()], drop_defaults=False)["manager_state"]["state"]
+        modules = {s["model_module"] for s in state.values()}
+        assert modules <= {"@jupyter-widgets/base", "@jupyter-widgets/controls"}, (name, ipywidgets.__version__)
+        images = [s for s in state.values() if s["model_name"] == "ImageModel"]
+        assert images and all(s["state"]["format"] == "png" for s in images), name
+        pngs = [base64.b64decode(b["data"]) for s in images for b in s.get("buffers", []) if b["path"] == ["value"]]
+        assert pngs and all(png[:4] == b"\x89PNG" for png in pngs), name

@@ -9,12 +9,21 @@ Built (committed, without outputs, so Colab/Binder can open them):
     exercises/exNN_name.py + .ipynb: the solution with every region between
     `### BEGIN SOLUTION` and `### END SOLUTION` replaced by a stub that raises NotImplementedError
 
+The exercise notebooks (solutions/ and exercises/ .ipynb, not the .py files) carry nbgrader's
+cell metadata, so solutions/exNN_name.ipynb is an nbgrader source notebook as it is:
+    solution cells (a BEGIN SOLUTION region)   solution, not graded, editable
+    check cells (only `exNN.check_*(f);` lines) autograded tests, locked, 1 point per check call
+    every other cell                           read-only (locked), restored by `nbgrader autograde`
+nbgrader scores a test cell all or nothing (an error in its output means 0), so a check cell is
+worth one point per task; the property-by-property credit is `python -m cvae_lib.grade`'s.
+
     python tools/build_notebooks.py           # write everything
     python tools/build_notebooks.py --check   # exit 1 and list what is out of date (used by tests)
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -38,6 +47,9 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 ANSWER = "YOUR ANSWER HERE"
+# A check cell: nothing but calls like `ex01.check_psnr(psnr);` (the grader's plan reads them alike).
+CHECK_CALL = re.compile(r"^\s*ex\d\d\.(check_\w+)\(\s*[A-Za-z_]\w*\s*\)\s*;?\s*$")
+DEFINES = re.compile(r"^(?:def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
 GENERATED = ("*This notebook is generated from `solutions/{name}.py` by `tools/build_notebooks.py`; "
              "edit the solution, not this file.*")
 
@@ -109,6 +121,48 @@ def exercise_from_solution(nb: nbformat.NotebookNode, name: str) -> nbformat.Not
     return ex
 
 
+def check_calls(source: str) -> list[str]:
+    """The check functions a check cell calls (`ex01.check_psnr(psnr);` -> ["check_psnr"]);
+    [] for any cell that holds anything else."""
+    lines = [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    matches = [CHECK_CALL.match(line) for line in lines]
+    return [m.group(1) for m in matches] if lines and all(matches) else []
+
+
+def _nbgrader_role(cell: nbformat.NotebookNode) -> tuple[dict, str]:
+    """nbgrader's flags for a cell of a solution notebook, and a name for its grade_id."""
+    if BEGIN in cell.source:
+        if cell.cell_type != "code":
+            raise ValueError(f"a '{BEGIN}' region in a {cell.cell_type} cell: nbgrader would need it "
+                             f"graded by hand; put solutions in code cells:\n{cell.source}")
+        defines = DEFINES.findall(cell.source)
+        return dict(solution=True, grade=False, locked=False), defines[0] if defines else ""
+    checks = check_calls(cell.source) if cell.cell_type == "code" else []
+    if checks:
+        return dict(solution=False, grade=True, locked=True, points=len(checks)), checks[0]
+    return dict(solution=False, grade=False, locked=True), ""
+
+
+def with_nbgrader(nb: nbformat.NotebookNode, solution: nbformat.NotebookNode | None = None
+                  ) -> nbformat.NotebookNode:
+    """`nb` with nbgrader's cell metadata (schema 3) on every cell, see the module docstring.
+
+    Cells are classified in `solution` (default: `nb` itself), the notebook with the BEGIN
+    SOLUTION regions, so an exercise's stubbed cells get the same metadata as the solution's.
+    grade_ids name what a cell is about: the function a solution cell defines ("psnr"), the
+    check a test cell calls ("check_psnr"), else the cell's position ("cell-004").
+    """
+    nb, ids, solution = nbformat.from_dict(nb), set(), solution or nb
+    if [c.cell_type for c in nb.cells] != [c.cell_type for c in solution.cells]:
+        raise ValueError("the exercise's cells do not match the solution's one for one")
+    for i, (out, cell) in enumerate(zip(nb.cells, solution.cells)):
+        flags, name = _nbgrader_role(cell)
+        grade_id = name if name and name not in ids else f"cell-{i:03d}"
+        ids.add(grade_id)
+        out.metadata["nbgrader"] = {"grade_id": grade_id, **flags, "schema_version": 3}
+    return nb
+
+
 def _ipynb_text(nb: nbformat.NotebookNode) -> str:
     """Notebook JSON with stable cell ids, so rebuilding an unchanged source changes nothing."""
     for i, cell in enumerate(nb.cells):
@@ -123,19 +177,20 @@ def outputs() -> dict[Path, str]:
         for src in sorted((ROOT / folder).glob("*.py")):
             nb = with_launchers(jupytext.read(src), f"{folder}/{src.stem}.ipynb")
             files[src] = jupytext.writes(nb, fmt="py:percent")  # sources carry the launchers too
-            files[src.with_suffix(".ipynb")] = _ipynb_text(nb)
             if folder == "solutions":
                 ex = with_launchers(exercise_from_solution(nb, src.stem), f"exercises/{src.stem}.ipynb")
                 target = ROOT / "exercises" / src.name
                 files[target] = jupytext.writes(ex, fmt="py:percent")
-                files[target.with_suffix(".ipynb")] = _ipynb_text(ex)
+                files[target.with_suffix(".ipynb")] = _ipynb_text(with_nbgrader(ex, solution=nb))
+                nb = with_nbgrader(nb)           # only the .ipynb: the .py sources stay plain
+            files[src.with_suffix(".ipynb")] = _ipynb_text(nb)
     return files
 
 
 def same_content(path: Path, current: str | None, text: str) -> bool:
-    """Whether a built file is up to date. A .ipynb is compared by content, cell types and
-    sources in order, so the rewrites JupyterLab or `jupytext --sync` make without changing
-    the notebook (cell ids, language_info, outputs, a trailing newline) are not stale."""
+    """Whether a built file is up to date. A .ipynb is compared by content, cell types, sources
+    and nbgrader metadata in order, so the rewrites JupyterLab or `jupytext --sync` make without
+    changing the notebook (cell ids, language_info, outputs, a trailing newline) are not stale."""
     if current is None:
         return False
     if path.suffix != ".ipynb":
@@ -144,7 +199,7 @@ def same_content(path: Path, current: str | None, text: str) -> bool:
         a, b = nbformat.reads(current, as_version=4), nbformat.reads(text, as_version=4)
     except Exception:      # not JSON any more: stale
         return False
-    cells = lambda nb: [(c.cell_type, c.source.rstrip()) for c in nb.cells]  # noqa: E731
+    cells = lambda nb: [(c.cell_type, c.source.rstrip(), c.metadata.get("nbgrader")) for c in nb.cells]  # noqa: E731
     return cells(a) == cells(b)
 
 
