@@ -5,6 +5,7 @@
     python benchmarks/time_to_quality.py ldm --minutes 15     # chapter 06's latent diffusion prior
     python benchmarks/time_to_quality.py peer-ddpm-pytorch --minutes 15   # denoising-diffusion-pytorch
     python benchmarks/time_to_quality.py peer-diffusers --minutes 15      # diffusers UNet2DModel + DDPMScheduler
+    python benchmarks/time_to_quality.py summary --minutes 15 --out DIR    # the four diffusion runs in DIR
     python benchmarks/time_to_quality.py vae --minutes 0.2 --quick --out /tmp/ttq   # smoke run
 
 Throughput (bench.py) says how fast a step is; this says what the steps buy. One run of the
@@ -255,6 +256,7 @@ def run(args) -> dict:
             result["points"] = old["points"]           # resume: keep what was measured
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in model.parameters())
+    result["parameters"] = n_params
     print(f"{args.model}: {n_params / 1e6:.2f}M parameters, {len(train)} training images, batch "
           f"{cfg.batch_size}, scored every {cfg.max_steps} steps, budget {args.minutes} training minutes "
           f"({'CPU time of one thread' if cpu_clock else 'wall time'}), on {device}; checkpoint {ckpt}")
@@ -332,9 +334,68 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+PEERS = ("peer-ddpm-pytorch", "peer-diffusers")
+LABELS = {"ddpm": "course pixel DDPM", "ldm": "course latent diffusion",
+          "peer-ddpm-pytorch": "denoising-diffusion-pytorch (its defaults)",
+          "peer-diffusers": "diffusers UNet2DModel + DDPMScheduler (example recipe)"}
+
+
+def summarize(folder: Path, minutes: float) -> str:
+    """summary.md and summary.png of the diffusion runs in `folder`: FD against training minutes,
+    and the minutes each needs to reach the best FD that either peer reached in its budget of
+    `minutes` (its runs stop at the first scored point past the budget)."""
+    runs = {m: json.loads(f.read_text()) for m in LABELS if (f := folder / f"ttq-{m}-cpu.json").exists()}
+    if not runs:
+        raise SystemExit(f"no ttq-*-cpu.json results of {', '.join(LABELS)} in {folder}")
+
+    def within(run):          # a run stops at its first scored point past the budget: all its points
+        return run["points"]
+
+    peer_fd = min((p["fd_judge"] for m in PEERS if m in runs for p in within(runs[m])), default=None)
+    rows = [f"| model | parameters, batch | judge FD (training minutes) | class acc (last) | minutes to reach "
+            f"the best peer's {minutes:g}-minute FD ({peer_fd:.1f}) |" if peer_fd else "| model | ... |",
+            "|---|---|---|---|---|"]
+    for m, run in runs.items():
+        pts, s = within(run), run["setting"]
+        curve = ", ".join(f"{p['fd_judge']:.1f} ({p['train_minutes']:.1f})" for p in pts)
+        acc = f"{pts[-1]['class_acc']:.1%}" if pts and "class_acc" in pts[-1] else "n/a (unconditional)"
+        reach = next((p["train_minutes"] for p in pts if peer_fd is not None and p["fd_judge"] <= peer_fd), None)
+        reach = f"{reach:.1f} (first scored point at or below)" if reach is not None else f"not within {minutes:g}"
+        rows.append(f"| {LABELS[m]} | {run.get('parameters', 0) / 1e6:.2f}M, {s['train_config']['batch_size']} | "
+                    f"{curve} | {acc} | {reach} |")
+    any_run = next(iter(runs.values()))
+    n, nt = any_run["points"][-1]["n_samples"], any_run["points"][-1]["n_test"]
+    clock = "CPU time of the one training thread" if any_run["setting"].get("clock") == "cpu" else "wall time"
+    text = ("\n".join(rows) + f"\n\nSame airplane+frog training images, the course's `fit`, one CPU thread each, "
+            f"{minutes:g} training minutes ({clock}, scoring excluded); {n} DDIM-50 samples per point (the course's "
+            f"models eta 1 without guidance, the peers their own DDIM), judge FD against the {nt} test images.\n")
+    (folder / "summary.md").write_text(text)
+    _plot_all(runs, folder / "summary.png", minutes)
+    return text
+
+
+def _plot_all(runs: dict, path: Path, minutes: float) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for m, run in runs.items():
+        pts = run["points"]
+        ax.plot([p["train_minutes"] for p in pts], [p["fd_judge"] for p in pts], marker="o", label=LABELS[m])
+    ax.axvline(minutes, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("training minutes (one CPU thread)"), ax.set_ylabel("judge FD (lower is better)")
+    ax.grid(alpha=0.3), ax.legend(fontsize=7)
+    ax.set_title("time to quality on airplanes and frogs", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", choices=MODELS)
+    p.add_argument("model", choices=(*MODELS, "summary"),
+                   help="a model to train and score, or `summary`: the table and plot of the diffusion runs in --out")
     p.add_argument("--minutes", type=float, default=15.0, help="training-time budget (default 15)")
     p.add_argument("--eval-steps", type=int, default=None,
                    help="steps between scores (default: 390 on a GPU, 400 on a CPU; 2 with --quick)")
@@ -353,6 +414,10 @@ def main(argv=None) -> dict:
     p.add_argument("--run-dir", default=None, help="where the resumable checkpoint lives")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
+    if args.model == "summary":
+        text = summarize(Path(args.out), args.minutes)
+        print(text)
+        return {"summary": text}
     args.compile = "auto" if args.compile else False
     gpu = pick_device(args.device).type == "cuda"
     if args.quick:
