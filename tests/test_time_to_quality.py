@@ -62,3 +62,21 @@ def test_latent_and_peer_curves_score_the_same_protocol(ttq, tmp_path, model):
     assert [p["steps"] for p in second["points"]] == [2, 4] and second["points"][0] == point
     md = (tmp_path / "out" / f"ttq-{model}-cpu-quick.md").read_text()
     assert "| 4 |" in md and "KID" in md
+
+
+def test_summary_finds_the_minutes_each_model_needs_to_reach_the_best_peer_fd(ttq, tmp_path):
+    def run(model, curve, acc=None):
+        pts = [{"steps": i, "train_minutes": m, "fd_judge": fd, "n_samples": 200, "n_test": 2000,
+                **({"class_acc": acc} if acc is not None else {})} for i, (m, fd) in enumerate(curve)]
+        (tmp_path / f"ttq-{model}-cpu.json").write_text(json.dumps(
+            {"setting": {"train_config": {"batch_size": 16}, "clock": "cpu"}, "parameters": 250_000, "points": pts}))
+    run("ldm", [(3, 110.0), (6, 80.0), (15.2, 70.0)], acc=0.4)
+    run("ddpm", [(3, 120.0), (15.1, 110.0)], acc=0.3)
+    run("peer-ddpm-pytorch", [(5, 140.0), (10, 105.0), (15.5, 130.0)])    # its best, 105, was mid-run
+    run("peer-diffusers", [(7, 180.0), (15.3, 150.0)])
+    text = ttq.main(["summary", "--minutes", "15", "--out", str(tmp_path)])["summary"]
+    assert "best peer's 15-minute FD (105.0)" in text
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| course")}
+    assert rows["course latent diffusion"].endswith("| 40.0% | 6.0 (first scored point at or below) |")
+    assert rows["course pixel DDPM"].endswith("| not within 15 |")
+    assert "CPU time of the one training thread" in text and (tmp_path / "summary.png").stat().st_size > 0
