@@ -102,3 +102,27 @@ def test_the_full_profile_trains_the_papers_unet_with_its_optimiser(tools, tmp_p
     assert len(meta["metrics"]["classes"]) == 10 and meta["metrics"]["ema_decay"] == 0.9999
     run = torch.load(tmp_path / "ddpm_full-run.pt", weights_only=True)
     assert run["train_config"]["lr"] == 2e-4 and run["train_config"]["warmup_steps"] == 5000
+
+
+@pytest.mark.parametrize("experiment, n_train", [("frog", 2), ("one_per_class", 10 * 46)])
+def test_study_script_ships_the_studys_model_in_float16_with_its_own_loss(tools, tmp_path, experiment, n_train):
+    """The study's CVAE (BCE + KL, Adam 1e-3, batch 46) on the images chapter 03 uses; the file is
+    float16 and its recorded losses are those of the float16 weights, so loading reproduces them."""
+    import train_study
+    from shipping import check_subset
+
+    from cvae_lib.models.cvae import cvae_loss
+    from cvae_lib.train import evaluate
+
+    extra = ["--train-per-class", "2"] if experiment == "frog" else []
+    train_study.main([experiment, "--epochs", "1", "--max-steps", "1", "--val-per-class", "1", *extra,
+                      "--out", str(tmp_path)])
+    path = tmp_path / f"study_{experiment}.safetensors"
+    meta = read_metadata(path)
+    assert meta["storage"] == "float16" and meta["model_config"]["likelihood"] == "bernoulli"
+    m = meta["metrics"]
+    assert m["experiment"] == experiment and m["n_train"] == n_train and m["steps"] == 1 and m["batch_size"] == 46
+    model = load_weights(path, CVAE, CVAEConfig)
+    assert model.cfg == CVAEConfig()                                  # the study's architecture, unchanged
+    classes = ["frog"] if experiment == "frog" else None
+    assert evaluate(model, cvae_loss, check_subset(classes))["loss"] == pytest.approx(m["check"]["loss"], abs=1e-5)
