@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data import from_unit
 from .blocks import ConvDecoder, ConvEncoder, stage_widths
+from .inputs import check_image_batch
 
 __all__ = ["AEConfig", "Autoencoder", "ae_loss"]
 
@@ -43,6 +44,7 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) in [0, 1] -> z (B, Z)."""
+        check_image_batch(self, x)
         h = self.encoder(from_unit(x))         # centre the input
         return self.to_z(h.flatten(1))      # (B, C*h*w) -> (B, Z)
 

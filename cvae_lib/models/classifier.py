@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..runtime import unwrap
+from .inputs import check_image_batch
 
 __all__ = ["ClassifierConfig", "Classifier", "classifier_loss"]
 
@@ -59,6 +60,7 @@ class Classifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, 32, 32) in [0, 1] -> pooled features (B, widths[-1])."""
+        check_image_batch(self, x)
         h = self.body((x - self.mean) / self.std)
         return h.amax(dim=(2, 3))                     # global max pool: (B, C, h, w) -> (B, C)
 

@@ -24,6 +24,7 @@ from torch import nn
 from ..data import from_unit
 from .blocks import mlp
 from .elbo import GaussianLatentVAE, LatentConfig, elbo_objective
+from .inputs import check_image_batch, check_labels
 from .likelihoods import reparameterize
 
 __all__ = ["CVAEConfig", "CVAE", "cvae_loss"]
@@ -61,6 +62,8 @@ class CVAE(GaussianLatentVAE):
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 3, 32, 32) in [0, 1], y (B,) -> mu, logvar (B, *z_shape); y used only if
         `condition_encoder`."""
+        check_image_batch(self, x)
+        check_labels(self, y, len(x), self.cfg.num_classes)
         h = self.encoder(from_unit(x))                                   # (B, C, s, s)
         if self.cfg.condition_encoder:
             h = h + self.label_to_features(self.embed(y))[:, :, None, None]  # (B, C) -> (B, C, 1, 1)

@@ -37,6 +37,7 @@ from torch.func import functional_call
 
 from ..data import from_unit, to_unit
 from ..runtime import unwrap
+from .inputs import check_image_batch
 
 __all__ = ["FirstStageConfig", "FirstStage", "PatchDiscriminator", "first_stage_loss"]
 
@@ -129,6 +130,7 @@ class FirstStage(nn.Module):
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x): images (B, 3, 32, 32) in [0, 1] -> (mu, logvar), each (B, C, h, w), unscaled."""
+        check_image_batch(self, x)
         mu, logvar = self.encoder(from_unit(x)).chunk(2, dim=1)       # (B, 2C, h, w) -> 2 x (B, C, h, w)
         return mu, logvar.clamp(-30, 20)
 

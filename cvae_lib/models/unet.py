@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .inputs import check_image_batch, check_labels
+
 __all__ = ["UNetConfig", "UNet", "timestep_embedding"]
 
 
@@ -167,6 +169,10 @@ class UNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(g, c), nn.SiLU(), nn.Conv2d(c, cfg.in_channels, 3, padding=1))
 
     def forward(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        check_image_batch(self, xt, self.cfg.in_channels, self.cfg.resolution, unit_range=False,
+                          what="noisy inputs x_t")
+        if y is not None and self.class_emb is not None:
+            check_labels(self, y, len(xt), self.cfg.num_classes, null_label=True)
         temb = self.time_mlp(timestep_embedding(t, self.cfg.width))      # (B, 4ch)
         if self.class_emb is not None:
             if y is None:

@@ -22,6 +22,7 @@ import torch
 
 from ..data import from_unit
 from .elbo import GaussianLatentVAE, LatentConfig, elbo_objective
+from .inputs import check_image_batch
 from .likelihoods import reparameterize
 
 __all__ = ["VAEConfig", "VAE", "vae_loss"]
@@ -43,6 +44,7 @@ class VAE(GaussianLatentVAE):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 3, 32, 32) in [0, 1] -> mu, logvar, each (B, *z_shape); logvar kept in (-10, 5)."""
+        check_image_batch(self, x)
         return self._stats(self.encoder(from_unit(x)))   # the input centred
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
