@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,8 +36,25 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:   # torch.save reports a full disk as a RuntimeError
+        raise WriteError(path, e) from e
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class WriteError(OSError):
+    """A file could not be written (full disk, no permission); the message names it and says
+    that the previous version of the file, if any, is intact."""
+
+    def __init__(self, path: Path, cause: BaseException):
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:,.0f} MB free there"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(getattr(cause, "errno", None),
+                         f"could not write {path} ({type(cause).__name__}: {str(cause)[:160]}); {free}. "
+                         f"The previous {path.name}, if there was one, is unchanged: free some disk space "
+                         f"or check the folder's permissions, then run again")
 
 
 def _remove_stale(path: Path) -> None:

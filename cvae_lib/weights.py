@@ -117,5 +117,10 @@ def load_weights(path: str | os.PathLike, model_cls: type[nn.Module], config_cls
     if meta["model_class"] != model_cls.__name__:
         raise WeightsError(f"{path} holds a {meta['model_class']}, not a {model_cls.__name__}")
     model = model_cls(config_from_dict(config_cls, meta["model_config"]))
-    model.load_state_dict(load_file(str(path)))
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except RuntimeError as e:          # missing, unexpected or resized tensors
+        raise WeightsError(f"{path}: its stored config does not rebuild its stored tensors ({str(e)[:300]}). "
+                           f"The file was written by another version of {model_cls.__name__}, or edited: "
+                           f"export it again from its training run.") from e
     return model.eval()

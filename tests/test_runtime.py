@@ -44,6 +44,22 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert target.read_bytes() == b"old" and list(target.parent.iterdir()) == [target]
 
 
+def test_a_full_disk_names_the_file_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """torch.save on a full disk raises a cryptic RuntimeError; /dev/full is a real full disk."""
+    from cvae_lib.files import WriteError
+    from cvae_lib.train import save_checkpoint
+
+    target = tmp_path / "run.pt"
+    save_checkpoint(target, {"epoch": 1})
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f: real_save(obj, "/dev/full"))
+    with pytest.raises(WriteError, match=rf"could not write {target} .*MB free there.*previous run.pt.*unchanged"):
+        save_checkpoint(target, {"epoch": 2, "big": torch.zeros(100_000)})
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(target, weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]         # no temporary file left
+
+
 def test_atomic_write_removes_what_a_killed_writer_left(tmp_path):
     import subprocess
     import sys

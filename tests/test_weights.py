@@ -52,3 +52,23 @@ def test_float16_storage_halves_the_file_and_loads_back_as_float32(tmp_path):
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert b.dtype == a.dtype, k                                   # cast back to the model's dtype
         torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0)  # exactly the rounded weights
+
+
+def test_a_file_whose_config_does_not_rebuild_its_tensors_is_refused_by_name(tmp_path):
+    """Config says width 8, tensors are of width 16: the file was edited or written by another version."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from cvae_lib.weights import SUMS
+
+    path = tmp_path / "ae.safetensors"
+    export_weights(Autoencoder(AEConfig(latent_dim=8, width=16)), path)
+    meta = read_metadata(path)
+    meta["model_config"]["width"] = 8
+    save_file(load_file(str(path)), str(path), metadata={"model_class": "Autoencoder", "storage": "as trained",
+                                                         "model_config": json.dumps(meta["model_config"]),
+                                                         "metrics": "{}"})
+    with pytest.raises(WeightsError, match="stored config does not rebuild its stored tensors"):
+        load_weights(path, Autoencoder, AEConfig, verify=False)
+    assert (tmp_path / SUMS).exists()
