@@ -6,6 +6,7 @@ Every test here needs bubblewrap (`apt-get install -y bubblewrap`), as the grade
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from cvae_lib.grade import main
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "ex01_autoencoder.ipynb"
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+# Without bubblewrap the grader refuses to run (tested below), so these tests need it: a laptop
+# without it skips them with the reason; CI (.ci/run sets CVAE_CI=1 and installs it) never skips.
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None and not os.environ.get("CVAE_CI"),
+                                 reason="bubblewrap is not installed (apt-get install -y bubblewrap)")
 
 
 def write(folder: Path, student: str, nb, name: str = NAME) -> Path:
