@@ -2,6 +2,7 @@
 #   make course   create the environment if needed, then run every notebook headless (build/)
 #   make test     the linter (ruff), unit tests + every notebook and solution under nbval, smoke profile
 #   make test-widgets7  the widget tests again with Colab's ipywidgets 7.7.1 (.venv-widgets7)
+#   make test-browser  JupyterLab in headless Chromium: chapters 02 and 04 run, their sliders redraw
 #   make lab      open JupyterLab on the course
 #   make notebooks  rebuild .ipynb files and exercises from their .py sources
 #   make lock     re-resolve requirements-lock.txt for every platform (uv), and environment.yml from it
@@ -38,7 +39,7 @@ else
 INSTALL_LOCK = $(BIN)/python -m pip install --quiet -r requirements-lock.txt
 endif
 
-.PHONY: course test test-widgets7 lab notebooks lock check-lock env data clean
+.PHONY: course test test-widgets7 test-browser lab notebooks lock check-lock env data clean
 
 env: $(STAMP)
 
@@ -83,6 +84,12 @@ $(W7_STAMP): $(STAMP)
 
 test-widgets7: $(W7_STAMP)
 	$(W7_VENV)/bin/python -m pytest -q tests/test_widgets.py
+
+# JupyterLab in a real browser (tests/test_browser.py, skipped by `make test`): Playwright
+# (requirements-test.txt) drives Debian's Chromium, /usr/bin/chromium (`apt-get install chromium`;
+# .ci/run installs it), never a browser of Playwright's own.
+test-browser: env $(TEST_STAMP) data
+	$(BIN)/python -m pytest -s --browser tests/test_browser.py
 
 data: $(DATA_STAMP)
 

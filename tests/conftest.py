@@ -29,3 +29,22 @@ def image_folder(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CVAE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("CVAE_DATA_DIR", raising=False)
     return make_image_folder(tmp_path / "data")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--browser", action="store_true",
+                     help="run the tests that drive JupyterLab in Chromium (tests/test_browser.py); "
+                          "`make test-browser` sets it, and CI runs that")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives JupyterLab in Chromium; runs only with --browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--browser"):
+        return
+    skip = pytest.mark.skip(reason="JupyterLab in Chromium: run with `pytest --browser` (`make test-browser`)")
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(skip)
