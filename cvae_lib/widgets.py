@@ -1,8 +1,9 @@
 """Interactive explorers for the notebooks, built on ipywidgets, each with a static fallback.
 
 Every function returns an ipywidgets widget when it runs inside a Jupyter kernel, and a
-matplotlib Figure with the same content otherwise (plain Python, or `CVAE_STATIC_WIDGETS=1`),
-so notebooks run headless under nbval and still show something in a static render. Images
+matplotlib Figure with the same content otherwise (plain Python, or `CVAE_STATIC_WIDGETS=1`,
+e.g. for a static render on GitHub). nbval runs a real kernel, so under `make test` the widgets
+themselves are built; tests/test_browser.py drives them in a browser. Images
 are float tensors (B, 3, 32, 32) in [0, 1]; models are passed as functions, so this module
 never names a model class.
 

@@ -413,7 +413,8 @@ save_figure(fig, "04_samples")
 #
 # Drag $t$: the columns show $x_t$, the true noise, the network's prediction and the clean image
 # it implies, $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon)/\sqrt{\bar\alpha_t}$.
-# (Outside Jupyter, e.g. under nbval, a static table for several $t$ is shown instead.)
+# (Outside a Jupyter kernel, or with `CVAE_STATIC_WIDGETS=1`, a static table for several $t$ is
+# shown instead.)
 
 # %%
 from cvae_lib.widgets import timestep_scrubber
