@@ -26,7 +26,8 @@ FILES = sorted(CHECKPOINTS.glob("*.safetensors"))
 
 
 def test_the_course_ships_the_judge_a_ddpm_a_cvae_a_vae_and_a_latent_diffusion_model():
-    names = ("classifier", "ddpm_cpu", "cvae_cpu", "vae_cpu", "ldm_first_stage", "ldm_prior")
+    names = ("classifier", "ddpm_cpu", "cvae_cpu", "vae_cpu", "ldm_first_stage", "ldm_prior",
+             "study_hundred_per_class")
     assert all(shipped(name).exists() for name in names)
 
 
@@ -77,6 +78,22 @@ def test_cvae_reproduces_its_recorded_bits_per_dim():
     bpd = evaluate(model, cvae_loss, test)["bpd"]
     assert bpd == pytest.approx(check["bpd"], rel=1e-3)
     assert bpd < 8.0      # better than a uniform model over the 256 levels (8 bits/dim)
+
+
+def test_the_studys_100_per_class_experiment_at_its_budget_reproduces_its_recorded_loss():
+    """tools/train_study.py: the study's own model and recipe, 200 epochs on 100 images per class,
+    stored in float16 (the recorded losses are the rounded model's)."""
+    from dataclasses import asdict
+
+    meta = read_metadata(shipped("study_hundred_per_class"))
+    assert meta["storage"] == "float16" and meta["model_config"] == asdict(CVAEConfig())
+    m = meta["metrics"]
+    assert (m["epochs"], m["batch_size"], m["n_train"], m["steps"]) == (200, 46, 1000, 200 * 22)
+    check = m["check"]
+    test = load_cifar10("test").subset(m["classes"], n_per_class=check["n_per_class"], seed=check["seed"])
+    loss = evaluate(load_weights(shipped("study_hundred_per_class"), CVAE, CVAEConfig), cvae_loss, test)["loss"]
+    assert loss == pytest.approx(check["loss"], abs=1e-4)
+    assert m["final_train_loss"] < m["test_loss"]      # 200 epochs on 1,000 images: it fits them better
 
 
 def test_vae_reproduces_its_recorded_bits_per_dim():
