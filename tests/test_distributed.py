@@ -44,14 +44,24 @@ def run(out: Path, model: str, epochs: int, checkpoint: Path | None = None, proc
 
 
 def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(tmp_path):
-    """Each rank takes half of every batch of 16 and DDP averages the gradients: the same
-    update as one process on the whole batch, up to float rounding of the sums (atol 1e-5
-    after 8 Adam steps; the first divergence would be of order 1e-7)."""
+    """Each rank takes half of every batch of 16 and DDP averages the gradients: the same update
+    as one process on the whole batch, up to float rounding of the sums. Adam divides by the
+    root of the squared gradients, so for the near-zero components that rounding is amplified up
+    to the learning rate (max differences of ~1e-4 after 8 steps, varying by CPU). So the weights
+    are compared by how far the two runs ended apart relative to how far they moved: under 1%
+    per tensor (measured: 0.4% at worst). Without the gradient all-reduce each rank would follow
+    its own half batch, and the two runs would differ by a large part of the distance moved."""
+    from cvae_lib.models.ae import AEConfig, Autoencoder
+
     one = run(tmp_path / "one", "ae", 2, procs=1)
     two = run(tmp_path / "two", "ae", 2, procs=2)
     assert two["world"] == 2 and one["world"] == 1
+    torch.manual_seed(0)                                           # the workers' initial weights
+    start = Autoencoder(AEConfig(latent_dim=8, width=8)).state_dict()
     for k, v in one["weights"].items():
-        torch.testing.assert_close(two["weights"][k], v, atol=1e-5, rtol=1e-4, msg=k)
+        if v.is_floating_point() and (v - start[k]).norm() > 0:
+            apart, moved = (two["weights"][k] - v).norm(), (v - start[k]).norm()
+            assert apart / moved < 0.01, f"{k}: the runs ended {apart / moved:.1%} of the distance moved apart"
     assert [r["train_loss"] for r in two["rows"]] == pytest.approx([r["train_loss"] for r in one["rows"]], rel=1e-5)
     assert [r["steps"] for r in two["rows"]] == [4, 4]        # global steps, not per rank
 
