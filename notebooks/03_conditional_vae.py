@@ -28,7 +28,7 @@
 # | profile | measured run time (2 shared CPU cores) | what it trains |
 # |---|---|---|
 # | smoke | 12 s (`make course`, idle 2-core CPU) | tiny models, a few steps: proves the notebook runs |
-# | cpu | 5.1 min (306 s, `make course` on an idle 2-core CPU; about 3x longer when other jobs share the cores) | seven short runs of 0.5 to 2 minutes, then the evaluation on all 10,000 test images |
+# | cpu | 4.2 min (255 s, `python -m cvae_lib.course 03` on an idle 2-core CPU with AMX, so in bf16; 5.1 min on a 2-core AVX2 CPU in fp32; about 3x longer when other jobs share the cores) | seven short runs of 0.5 to 2 minutes, the study-budget model loaded, then the evaluation on all 10,000 test images |
 # | gpu | estimated, not measured: 5.8 min on a T4 (`python -m cvae_lib.compute`) | the study's model: 100 epochs per one-class run, 200 on 100 per class, 20 on all classes |
 #
 # Exercise: `exercises/ex03_conditional_vae.ipynb` (label conditioning, the class grid).
