@@ -499,8 +499,8 @@ class _Run:
                 dist.all_gather_object(ranks, rng)
                 rng = {**rng, "ranks": ranks}
             if self.rank == 0:
-                save_checkpoint(self.path, {**_state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best,
-                                                     rng, self.data), "scaler": self.scaler.state_dict()})
+                save_checkpoint(self.path, _state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best, rng,
+                                                  self.data, self.scaler))
         if h.stopped_early and self.rank == 0:
             say(f"early stopping after epoch {epoch + 1}: validation loss has not improved for "
                 f"{cfg.early_stopping} epochs; restored the weights of epoch {h.best_epoch}")
@@ -559,7 +559,7 @@ def _rng_state() -> dict:
     return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
 
 
-def _state(model, opt, ema, cfg, epoch, history, best, rng: dict, data: str) -> dict:
+def _state(model, opt, ema, cfg, epoch, history, best, rng: dict, data: str, scaler=None) -> dict:
     return {
         "data": data,
         "format": _FORMAT,
@@ -569,6 +569,7 @@ def _state(model, opt, ema, cfg, epoch, history, best, rng: dict, data: str) -> 
         "model": unwrap(model).state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
         "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},   # {} unless fp16
         "epoch": epoch,
         "rng": rng,
         "history": history.to_dict(),
