@@ -20,6 +20,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,6 +64,17 @@ def ensure_runs(needed: dict[str, str], runs_dir: str | os.PathLike, *, runner=N
     return chapters
 
 
+def _local_kernel(sockets: Path):
+    """A python3 kernel on Unix sockets in `sockets` (IPC) rather than TCP ports: nothing listens on
+    the network, and the kernel does not print its "running over TCP without encryption" warning
+    into the middle of the progress lines. Windows has no IPC transport, so it keeps TCP."""
+    from jupyter_client.manager import KernelManager
+
+    if os.name == "nt":
+        return KernelManager(kernel_name="python3")
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+
+
 def main(argv: list[str] | None = None) -> int:
     import nbformat
     from nbclient import NotebookClient
@@ -97,8 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         print(f"  {path.name} ...", end=" ", flush=True)
         try:
-            NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(path.parent)}}).execute()
+            with tempfile.TemporaryDirectory(prefix="cvae-kernel-") as sockets:
+                km = _local_kernel(Path(sockets))
+                try:
+                    NotebookClient(nb, timeout=args.timeout, km=km,
+                                   resources={"metadata": {"path": str(path.parent)}}).execute()
+                finally:                    # a kernel manager we pass in is ours to stop
+                    if km.has_kernel:
+                        km.shutdown_kernel(now=True)
         except CellExecutionError as e:
             nbformat.write(nb, out / "notebooks" / path.name)
             print(f"FAILED\n{e}\nThe partly executed notebook is in {out / 'notebooks' / path.name}")

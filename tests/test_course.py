@@ -30,3 +30,27 @@ def test_a_failing_chapter_is_named(tmp_path):
 def test_a_chapter_that_writes_nothing_is_reported(tmp_path):
     with pytest.raises(RuntimeError, match="a.pt still missing"):
         ensure_runs({"a.pt": "03"}, tmp_path, runner=lambda ch: 0)
+
+
+def test_the_runner_prints_clean_progress_lines_and_leaves_no_kernel(tmp_path, capfd, monkeypatch):
+    """Kernels run on Unix sockets, not TCP: no "running over TCP" warning in the middle of the
+    progress line, no port opened, and the kernel is shut down after its notebook."""
+    import os
+    import subprocess
+
+    import nbformat
+
+    from cvae_lib.course import main
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os; print('kernel', os.getpid())")])
+    nbformat.write(nb, tmp_path / "notebooks" / "00_tiny.ipynb")
+    monkeypatch.setenv("CVAE_PROFILE", "smoke")
+    assert main(["--root", str(tmp_path), "--out", str(tmp_path / "build"), "--no-report"]) == 0
+    out, err = capfd.readouterr()
+    assert "00_tiny.ipynb ... " in out and "TCP" not in out + err and "Parent appears to have exited" not in err
+    done = nbformat.read(tmp_path / "build" / "notebooks" / "00_tiny.ipynb", as_version=4)
+    pid = int(done.cells[0].outputs[0]["text"].split()[1])
+    ps = subprocess.run(["ps", "-p", str(pid), "-o", "stat="], capture_output=True, text=True).stdout.strip()
+    assert ps in ("", "Z"), f"the kernel {pid} is still running ({ps})"
+    assert os.name == "nt" or not list(tmp_path.glob("kernel*"))     # its sockets went with their folder
