@@ -348,15 +348,13 @@ def summarize(folder: Path, minutes: float) -> str:
     if not runs:
         raise SystemExit(f"no ttq-*-cpu.json results of {', '.join(LABELS)} in {folder}")
 
-    def within(run):          # a run stops at its first scored point past the budget: all its points
-        return run["points"]
-
-    peer_fd = min((p["fd_judge"] for m in PEERS if m in runs for p in within(runs[m])), default=None)
+    # a run stops at its first scored point past the budget, so all its points count
+    peer_fd = min((p["fd_judge"] for m in PEERS if m in runs for p in runs[m]["points"]), default=None)
     rows = [f"| model | parameters, batch | judge FD (training minutes) | class acc (last) | minutes to reach "
             f"the best peer's {minutes:g}-minute FD ({peer_fd:.1f}) |" if peer_fd else "| model | ... |",
             "|---|---|---|---|---|"]
     for m, run in runs.items():
-        pts, s = within(run), run["setting"]
+        pts, s = run["points"], run["setting"]
         curve = ", ".join(f"{p['fd_judge']:.1f} ({p['train_minutes']:.1f})" for p in pts)
         acc = f"{pts[-1]['class_acc']:.1%}" if pts and "class_acc" in pts[-1] else "n/a (unconditional)"
         reach = next((p["train_minutes"] for p in pts if peer_fd is not None and p["fd_judge"] <= peer_fd), None)

@@ -27,25 +27,31 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PYTHON = "3.11"
 
 
+def _pin(name: str, version: str) -> str:
+    """A requirement line; torch and torchvision as PyTorch's CPU builds."""
+    return f"{name}=={version}{'+cpu' if name in ('torch', 'torchvision') else ''}"
+
+
+def _without_cuda(pins: dict[str, str]) -> dict[str, str]:
+    return {n: v for n, v in sorted(pins.items()) if not n.startswith(CUDA_ONLY)}
+
+
 def binder_pins() -> dict[str, str]:
     """{package: version} for Binder: the lock on Linux x86_64, Python 3.11, without CUDA."""
-    linux = TARGETS[0]
-    pins = selected(lock_lines(LOCK), linux.environment(PYTHON))
+    env = TARGETS[0].environment(PYTHON)
+    pins = selected(lock_lines(LOCK), env)
     for extra in EXTRA:
         if extra.exists():
-            pins.update(selected(lock_lines(extra), linux.environment(PYTHON)))
-    return {n: v for n, v in sorted(pins.items()) if not n.startswith(CUDA_ONLY)}
+            pins.update(selected(lock_lines(extra), env))
+    return _without_cuda(pins)
 
 
 def cpu_requirements() -> str:
     """The lock's pins for this machine, without the CUDA stack, torch from the CPU index."""
     from packaging.markers import default_environment
 
-    pins = selected(lock_lines(LOCK), default_environment())
-    lines = [f"--extra-index-url {CPU_INDEX}"]
-    lines += [f"{n}=={v}{'+cpu' if n in ('torch', 'torchvision') else ''}" for n, v in sorted(pins.items())
-              if not n.startswith(CUDA_ONLY)]
-    return "\n".join(lines) + "\n"
+    pins = _without_cuda(selected(lock_lines(LOCK), default_environment()))
+    return "\n".join([f"--extra-index-url {CPU_INDEX}", *(_pin(n, v) for n, v in pins.items())]) + "\n"
 
 
 def render() -> str:
@@ -55,9 +61,7 @@ def render() -> str:
              "name: cvae-course", "channels:", "  - conda-forge", "dependencies:",
              f"  - python={PYTHON}", "  - pip", "  - pip:",
              f"    - --extra-index-url {CPU_INDEX}"]
-    for name, version in binder_pins().items():
-        cpu = "+cpu" if name in ("torch", "torchvision") else ""
-        lines.append(f"    - {name}=={version}{cpu}")
+    lines += [f"    - {_pin(n, v)}" for n, v in binder_pins().items()]
     return "\n".join(lines) + "\n"
 
 
