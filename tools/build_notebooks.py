@@ -23,13 +23,14 @@ worth one point per task; the property-by-property credit is `python -m cvae_lib
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import jupytext
 import nbformat
 import tomllib
+
+from cvae_lib.grade.plan import check_calls, defined_names
 
 ROOT = Path(__file__).resolve().parents[1]
 # The GitHub repository the badges point at: change it in pyproject.toml ([project.urls]) in a fork.
@@ -47,9 +48,6 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 ANSWER = "YOUR ANSWER HERE"
-# A check cell: nothing but calls like `ex01.check_psnr(psnr);` (the grader's plan reads them alike).
-CHECK_CALL = re.compile(r"^\s*ex\d\d\.(check_\w+)\(\s*[A-Za-z_]\w*\s*\)\s*;?\s*$")
-DEFINES = re.compile(r"^(?:def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
 GENERATED = ("*This notebook is generated from `solutions/{name}.py` by `tools/build_notebooks.py`; "
              "edit the solution, not this file.*")
 
@@ -121,25 +119,17 @@ def exercise_from_solution(nb: nbformat.NotebookNode, name: str) -> nbformat.Not
     return ex
 
 
-def check_calls(source: str) -> list[str]:
-    """The check functions a check cell calls (`ex01.check_psnr(psnr);` -> ["check_psnr"]);
-    [] for any cell that holds anything else."""
-    lines = [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
-    matches = [CHECK_CALL.match(line) for line in lines]
-    return [m.group(1) for m in matches] if lines and all(matches) else []
-
-
 def _nbgrader_role(cell: nbformat.NotebookNode) -> tuple[dict, str]:
     """nbgrader's flags for a cell of a solution notebook, and a name for its grade_id."""
     if BEGIN in cell.source:
         if cell.cell_type != "code":
             raise ValueError(f"a '{BEGIN}' region in a {cell.cell_type} cell: nbgrader would need it "
                              f"graded by hand; put solutions in code cells:\n{cell.source}")
-        defines = DEFINES.findall(cell.source)
+        defines = defined_names(cell.source)
         return dict(solution=True, grade=False, locked=False), defines[0] if defines else ""
-    checks = check_calls(cell.source) if cell.cell_type == "code" else []
-    if checks:
-        return dict(solution=False, grade=True, locked=True, points=len(checks)), checks[0]
+    checks = check_calls(cell.source) if cell.cell_type == "code" else None
+    if checks:                      # the cells the grader calls checks from (cvae_lib.grade.plan)
+        return dict(solution=False, grade=True, locked=True, points=len(checks)), checks[0][1]
     return dict(solution=False, grade=False, locked=True), ""
 
 

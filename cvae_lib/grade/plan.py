@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Step", "load_plan", "read_submission", "solution_sources", "check_cell_notes", "MAX_NOTEBOOK_BYTES"]
+__all__ = ["Step", "load_plan", "read_submission", "solution_sources", "check_cell_notes", "check_calls",
+           "defined_names", "MAX_NOTEBOOK_BYTES"]
 
 BEGIN = "### BEGIN SOLUTION"
 MAX_NOTEBOOK_BYTES = 50 << 20
@@ -35,8 +36,15 @@ class Step:
     checks: tuple[tuple[str, str, str], ...] = ()   # (checks module, check function, argument)
 
 
-def _checks_in(source: str) -> tuple[tuple[str, str, str], ...] | None:
-    """The check calls of a cell made only of check calls, else None."""
+def defined_names(source: str) -> tuple[str, ...]:
+    """The top-level functions and classes a cell defines, in order."""
+    return tuple(_DEF.findall(source))
+
+
+def check_calls(source: str) -> tuple[tuple[str, str, str], ...] | None:
+    """The check calls of a cell made only of check calls (`ex01.check_psnr(psnr);` ->
+    (("ex01", "check_psnr", "psnr"),)), else None. tools/build_notebooks.py marks the same cells
+    as nbgrader's autograded tests."""
     lines = [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
     matches = [_CHECK.match(line) for line in lines]
     return tuple(m.groups() for m in matches) if lines and all(matches) else None
@@ -51,9 +59,9 @@ def load_plan(path: Path) -> list[Step]:
         if cell.cell_type != "code":
             continue
         cell_id, source = str(cell.get("id", f"cell-{i:03d}")), cell.source
-        checks = _checks_in(source)
+        checks = check_calls(source)
         if BEGIN in source:
-            steps.append(Step("solution", cell_id, source, tuple(_DEF.findall(source))))
+            steps.append(Step("solution", cell_id, source, defined_names(source)))
         elif checks:
             steps.append(Step("check", cell_id, source, checks=checks))
         else:
@@ -80,7 +88,7 @@ def read_submission(path: Path) -> list[tuple[str, str]]:
 
 
 def _defines_all(source: str, names: tuple[str, ...]) -> bool:
-    found = set(_DEF.findall(source))
+    found = set(defined_names(source))
     return all(n in found for n in names)
 
 
