@@ -70,13 +70,16 @@ def test_latent_diffusion_script_ships_both_stages(tools, tmp_path):
 
     from cvae_lib.latent import LatentDiffusion
     from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
-    args = ["--rec-epochs", "1", "--gan-epochs", "1", "--prior-epochs", "1", "--max-steps", "1",
+    args = ["--rec-epochs", "1", "--gan-epochs", "2", "--prior-epochs", "1", "--max-steps", "1",
             "--batch-size", "4", "--prior-batch-size", "2", "--train-per-class", "3", "--width", "8",
             "--latent-channels", "4", "--prior-width", "16", "--n-eval", "4", "--out", str(tmp_path)]
     train_latent_diffusion.main(args)
     first_meta = read_metadata(tmp_path / "ldm_first_stage.safetensors")["metrics"]
-    assert first_meta["chosen"] in ("rec", "gan") and first_meta["n_test"] == 30
-    assert set(first_meta["val_judge_accuracy"]) == {"rec", "gan"}
+    accuracy = first_meta["val_judge_accuracy"]                 # every GAN epoch was judged
+    assert list(accuracy) == ["rec", "gan1", "gan2"] and first_meta["n_test"] == 30
+    assert accuracy[first_meta["chosen"]] == max(accuracy.values())   # the best is shipped
+    chosen_epochs = 1 + (0 if first_meta["chosen"] == "rec" else int(first_meta["chosen"][3:]))
+    assert first_meta["epochs"] == chosen_epochs                      # and its history ends there
     first = load_weights(tmp_path / "ldm_first_stage.safetensors", FirstStage, FirstStageConfig)
     assert first.cfg.latent_shape == (4, 8, 8) and float(first.scale) == pytest.approx(first_meta["scale"])
     meta = read_metadata(tmp_path / "ldm_prior.safetensors")
@@ -126,3 +129,25 @@ def test_study_script_ships_the_studys_model_in_float16_with_its_own_loss(tools,
     assert model.cfg == CVAEConfig()                                  # the study's architecture, unchanged
     classes = ["frog"] if experiment == "frog" else None
     assert evaluate(model, cvae_loss, check_subset(classes))["loss"] == pytest.approx(m["check"]["loss"], abs=1e-5)
+
+
+def test_store_float16_halves_a_shipped_vae_and_re_measures_its_metrics(tools, tmp_path):
+    import store_float16
+    import train_vae
+    train_vae.main(["--epochs", "1", "--max-steps", "1", "--batch-size", "8", "--train-per-class", "3",
+                    "--width", "8", "--out", str(tmp_path)])
+    path = tmp_path / "vae_cpu.safetensors"
+    before, size = read_metadata(path)["metrics"], path.stat().st_size
+    with pytest.raises(SystemExit, match="kept as trained"):        # over the tolerance: untouched
+        store_float16.store_float16("vae_cpu", tolerance=-1, folder=tmp_path)
+    assert read_metadata(path)["storage"] == "as trained"
+    result = store_float16.store_float16("vae_cpu", folder=tmp_path)
+    meta = read_metadata(path)
+    assert meta["storage"] == "float16" and path.stat().st_size < 0.6 * size
+    assert meta["metrics"]["float32_test_bpd"] == before["test_bpd"]
+    assert meta["metrics"]["test_bpd"] == pytest.approx(before["test_bpd"], rel=1e-3)
+    assert meta["metrics"]["check"]["bpd"] == pytest.approx(result["after"]["check"])
+    assert meta["metrics"]["steps"] == before["steps"]                   # training facts kept
+    model = load_weights(path, VAE, VAEConfig)                          # its checksum was rewritten
+    assert all(v.dtype == torch.float32 for v in model.state_dict().values() if v.is_floating_point())
+    assert store_float16.store_float16("vae_cpu", folder=tmp_path) == {}    # already float16: a no-op
