@@ -151,3 +151,26 @@ def test_store_float16_halves_a_shipped_vae_and_re_measures_its_metrics(tools, t
     model = load_weights(path, VAE, VAEConfig)                          # its checksum was rewritten
     assert all(v.dtype == torch.float32 for v in model.state_dict().values() if v.is_floating_point())
     assert store_float16.store_float16("vae_cpu", folder=tmp_path) == {}    # already float16: a no-op
+
+
+def test_latent_first_stage_ships_the_epoch_the_validation_judge_preferred(tools, tmp_path, monkeypatch):
+    """When the reconstruction phase beats every GAN epoch on validation, exactly its weights
+    are shipped, not the GAN's last ones (a state_dict without a copy would follow training)."""
+    import train_latent_diffusion
+
+    from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
+    from cvae_lib.train import load_checkpoint
+    accuracies = iter([0.9, 0.5, 0.7])                        # rec, GAN epoch 1, GAN epoch 2
+    monkeypatch.setattr(train_latent_diffusion, "judge_accuracy",
+                        lambda *a: next(accuracies, 0.1))     # later calls: the test-split reports
+    train_latent_diffusion.main(["--stage", "first", "--rec-epochs", "1", "--gan-epochs", "2", "--max-steps", "2",
+                                 "--batch-size", "4", "--train-per-class", "3", "--width", "8",
+                                 "--latent-channels", "4", "--out", str(tmp_path)])
+    meta = read_metadata(tmp_path / "ldm_first_stage.safetensors")["metrics"]
+    assert meta["chosen"] == "rec" and meta["val_judge_accuracy"] == {"rec": 0.9, "gan1": 0.5, "gan2": 0.7}
+    assert meta["epochs"] == 1                                # the history ends with the rec phase
+    shipped = load_weights(tmp_path / "ldm_first_stage.safetensors", FirstStage, FirstStageConfig).state_dict()
+    rec = load_checkpoint(tmp_path / "ldm_first_stage-rec-run.pt")["model"]
+    gan = load_checkpoint(tmp_path / "ldm_first_stage-gan-run.pt")["model"]
+    assert all(torch.equal(shipped[k], v) for k, v in rec.items() if k != "scale")
+    assert not all(torch.equal(shipped[k], v) for k, v in gan.items() if k != "scale")

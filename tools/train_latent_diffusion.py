@@ -111,10 +111,13 @@ def gan_phase(args, model: FirstStage, train, val, judge, device) -> tuple[int, 
     def val_accuracy() -> float:
         return judge_accuracy(judge, infer(model, x_val, device=device), val.y, device)
 
+    def weights() -> dict:                     # a copy: training changes the tensors in place
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
     if best_file.exists():
         snap = torch.load(best_file, map_location="cpu", weights_only=True)
     else:
-        snap = {"accuracy": {0: val_accuracy()}, "best": 0, "model": model.state_dict()}
+        snap = {"accuracy": {0: val_accuracy()}, "best": 0, "model": weights()}
     loss = functools.partial(first_stage_loss, adversarial=True)
     for epoch in range(1, args.gan_epochs + 1):
         if epoch in snap["accuracy"]:
@@ -123,7 +126,7 @@ def gan_phase(args, model: FirstStage, train, val, judge, device) -> tuple[int, 
         snap["accuracy"][epoch] = acc = val_accuracy()
         print(f"GAN epoch {epoch}: judge accuracy on validation reconstructions {acc:.1%}")
         if acc > snap["accuracy"][snap["best"]]:
-            snap.update(best=epoch, model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            snap.update(best=epoch, model=weights())
         save_checkpoint(best_file, snap)
     history = load_or_train(model, loss, train, gan, run, val=val, device=device)   # finished: loads
     model.load_state_dict(snap["model"])
