@@ -75,9 +75,45 @@ def _local_kernel(sockets: Path):
     return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_notebook(path: Path, out: Path, timeout: int) -> float:
+    """Execute the notebook at `path` top to bottom in a fresh local kernel (on Unix sockets)
+    and write the executed copy to out/notebooks/; returns its seconds. A failing cell raises
+    nbclient's CellExecutionError after the partly executed copy is written."""
     import nbformat
     from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    t0 = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cvae-kernel-") as sockets:
+            km = _local_kernel(Path(sockets))
+            try:
+                NotebookClient(nb, timeout=timeout, km=km,
+                               resources={"metadata": {"path": str(path.parent)}}).execute()
+            finally:                    # a kernel manager we pass in is ours to stop
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
+    finally:
+        nbformat.write(nb, out / "notebooks" / path.name)
+    return time.perf_counter() - t0
+
+
+def write_report(out: Path, profile, info: dict, rows: list[tuple[str, float]]) -> Path:
+    """out/course.md: the device, one row per notebook with its run time, the figures and tables."""
+    report = [f"# Course run, profile `{profile.name}`", "",
+              f"Device: {info['device']}" + (f" ({info['gpu']})" if "gpu" in info else "")
+              + f", torch {info['torch']}, {info['cpu_threads']} CPU threads.", "",
+              "| notebook | run time |", "|---|---|"]
+    report += [f"| [{name}](notebooks/{name}) | {s / 60:.1f} min |" for name, s in rows]
+    figures = sorted((out / "figures").glob("*.png"))
+    tables = sorted((out / "tables").glob("*.md"))
+    report += ["", f"{len(figures)} figures in [figures/](figures/)."]
+    report += [f"Table: [{t.stem}](tables/{t.name})" for t in tables]
+    (out / "course.md").write_text("\n".join(report) + "\n")
+    return out / "course.md"
+
+
+def main(argv: list[str] | None = None) -> int:
     from nbclient.exceptions import CellExecutionError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,42 +141,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(notebooks)} notebooks -> {out}", flush=True)
     rows = []
     for path in notebooks:
-        nb = nbformat.read(path, as_version=4)
-        t0 = time.perf_counter()
         print(f"  {path.name} ...", end=" ", flush=True)
         try:
-            with tempfile.TemporaryDirectory(prefix="cvae-kernel-") as sockets:
-                km = _local_kernel(Path(sockets))
-                try:
-                    NotebookClient(nb, timeout=args.timeout, km=km,
-                                   resources={"metadata": {"path": str(path.parent)}}).execute()
-                finally:                    # a kernel manager we pass in is ours to stop
-                    if km.has_kernel:
-                        km.shutdown_kernel(now=True)
+            seconds = run_notebook(path, out, args.timeout)
         except CellExecutionError as e:
-            nbformat.write(nb, out / "notebooks" / path.name)
             print(f"FAILED\n{e}\nThe partly executed notebook is in {out / 'notebooks' / path.name}")
             return 1
-        seconds = time.perf_counter() - t0
-        nbformat.write(nb, out / "notebooks" / path.name)
         rows.append((path.name, seconds))
         print(f"{seconds:.0f} s", flush=True)
-
-    if args.no_report:
-        return 0
-    report = [f"# Course run, profile `{profile.name}`", "",
-              f"Device: {info['device']}" + (f" ({info['gpu']})" if "gpu" in info else "")
-              + f", torch {info['torch']}, {info['cpu_threads']} CPU threads.", "",
-              "| notebook | run time |", "|---|---|"]
-    report += [f"| [{name}](notebooks/{name}) | {s / 60:.1f} min |" for name, s in rows]
-    figures = sorted((out / "figures").glob("*.png"))
-    tables = sorted((out / "tables").glob("*.md"))
-    report += ["", f"{len(figures)} figures in [figures/](figures/)."]
-    report += [f"Table: [{t.stem}](tables/{t.name})" for t in tables]
-    (out / "course.md").write_text("\n".join(report) + "\n")
-    print(f"done: {sum(s for _, s in rows) / 60:.1f} min in all; report in {out / 'course.md'}")
+    if not args.no_report:
+        report = write_report(out, profile, info, rows)
+        print(f"done: {sum(s for _, s in rows) / 60:.1f} min in all; report in {report}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,3 +54,27 @@ def test_the_runner_prints_clean_progress_lines_and_leaves_no_kernel(tmp_path, c
     ps = subprocess.run(["ps", "-p", str(pid), "-o", "stat="], capture_output=True, text=True).stdout.strip()
     assert ps in ("", "Z"), f"the kernel {pid} is still running ({ps})"
     assert os.name == "nt" or not list(tmp_path.glob("kernel*"))     # its sockets went with their folder
+
+
+def test_the_runner_reports_each_chapter_and_keeps_a_failed_one_to_read(tmp_path, capfd, monkeypatch):
+    import nbformat
+
+    from cvae_lib.course import main
+
+    (tmp_path / "notebooks").mkdir()
+    cell = nbformat.v4.new_code_cell
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell("print('fine')")]), tmp_path / "notebooks" / "00_ok.ipynb")
+    monkeypatch.setenv("CVAE_PROFILE", "smoke")
+    out = tmp_path / "build"
+    assert main(["--root", str(tmp_path), "--out", str(out)]) == 0
+    capfd.readouterr()
+    report = (out / "course.md").read_text()
+    assert "profile `smoke`" in report and "| [00_ok.ipynb](notebooks/00_ok.ipynb) |" in report
+
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell("x = 1"), cell("1 / 0"), cell("print('never')")]),
+                   tmp_path / "notebooks" / "01_broken.ipynb")
+    assert main(["--root", str(tmp_path), "--out", str(out), "01"]) == 1
+    printed = capfd.readouterr().out
+    assert "01_broken.ipynb ... FAILED" in printed and "ZeroDivisionError" in printed
+    broken = nbformat.read(out / "notebooks" / "01_broken.ipynb", as_version=4)   # kept, partly run
+    assert broken.cells[1].outputs[0]["ename"] == "ZeroDivisionError" and not broken.cells[2].outputs
