@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from shipping import check_subset
+from shipping import check_subset, round_to_float16
 
 from cvae_lib.data import load_cifar10
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
@@ -25,15 +25,6 @@ from cvae_lib.train import evaluate
 from cvae_lib.weights import CHECKPOINTS, export_weights, load_weights, read_metadata
 
 KINDS = {"VAE": (VAE, VAEConfig, vae_loss), "CVAE": (CVAE, CVAEConfig, cvae_loss)}
-
-
-def round_weights(model: torch.nn.Module) -> torch.nn.Module:
-    """Round every floating-point tensor of `model` to float16 and back, in place."""
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(t.half().float())
-    return model
 
 
 def store_float16(name: str, tolerance: float = 1e-3, folder=CHECKPOINTS) -> dict:
@@ -52,7 +43,7 @@ def store_float16(name: str, tolerance: float = 1e-3, folder=CHECKPOINTS) -> dic
         raise SystemExit(f"{name}: {len(test)} test images, but the file was measured on {metrics['n_test']}")
     model = load_weights(path, model_cls, config_cls)
     before = {"test": evaluate(model, loss, test)["bpd"], "check": evaluate(model, loss, check)["bpd"]}
-    round_weights(model)
+    round_to_float16(model)
     after = {"test": evaluate(model, loss, test)["bpd"], "check": evaluate(model, loss, check)["bpd"]}
     change = abs(after["test"] - before["test"]) / before["test"]
     print(f"{name}: test bits/dim {before['test']:.5f} (float32) -> {after['test']:.5f} (float16), "

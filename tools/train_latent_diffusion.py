@@ -8,9 +8,10 @@
 1. **First stage** (`checkpoints/ldm_first_stage.safetensors`): `FirstStage` on all ten classes,
    first `--rec-epochs` with reconstruction + KL only, then `--gan-epochs` with the patch
    discriminator added (VQGAN's recipe: the discriminator starts once reconstructions are
-   reasonable). Of the two, the one whose reconstructions of the *validation* images the judge
-   classifies better is shipped (the test split only reports). The latent scale is then
-   measured on the training images and stored in the file.
+   reasonable). The judge classifies the *validation* reconstructions after the reconstruction
+   phase and after every GAN epoch, and the best of these weights is shipped (the test split
+   only reports). The latent scale is then measured on the training images and stored in the
+   file, which holds float16 weights (every recorded metric is measured on the rounded ones).
 2. **Prior** (`checkpoints/ldm_prior.safetensors`): the course's class-conditional U-Net on 8x8
    latent grids of the `--classes` training images (and of their mirror images), with the
    course's linear schedule, label drop 0.1 for classifier-free guidance, and an EMA. Its EMA
@@ -30,7 +31,7 @@ import os
 from dataclasses import asdict, replace
 
 import torch
-from shipping import CHECK_PER_CLASS, check_subset, class_splits, parser, ship, start
+from shipping import CHECK_PER_CLASS, check_subset, class_splits, parser, round_to_float16, ship, start
 
 from cvae_lib.data import CLASSES
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
@@ -62,6 +63,7 @@ def train_first_stage(args, device, judge) -> FirstStage:
                           val=val, device=device)
     chosen, h_gan, val_acc = gan_phase(args, model, train, val, judge, device)
     model.set_scale(train.images())
+    round_to_float16(model)                  # shipped in float16: measure the rounded weights
     history = History(h_rec.rows + h_gan.rows[:chosen])
     candidates = {"rec" if e == 0 else f"gan{e}": v for e, v in val_acc.items()}
     chosen = "rec" if chosen == 0 else f"gan{chosen}"
@@ -86,7 +88,7 @@ def train_first_stage(args, device, judge) -> FirstStage:
     ship(model, renamed(args, f"{args.name}_first_stage"), history, metrics,
          f"first stage ({chosen}): test PSNR {metrics['test_psnr']:.2f} dB, judge accuracy on reconstructions "
          f"{metrics['test_judge_accuracy']:.1%} (all classes), {metrics['test_judge_accuracy_classes']:.1%} "
-         f"({', '.join(names)}; real images {metrics['real_judge_accuracy_classes']:.1%})")
+         f"({', '.join(names)}; real images {metrics['real_judge_accuracy_classes']:.1%})", dtype=torch.float16)
     return model
 
 
@@ -152,11 +154,7 @@ def train_prior(args, device, judge, first: FirstStage) -> None:
                       warmup_steps=300, schedule="cosine", grad_clip=1.0, max_steps=args.max_steps)
     history = load_or_train(prior, diffusion.train_loss, latents, cfg, args.out / f"{args.name}_prior-run.pt",
                             val=val_latents, ema=ema, device=device)
-    shipped_prior = ema.model.eval()
-    with torch.no_grad():       # shipped in float16: measure everything on the rounded weights
-        for t in shipped_prior.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(t.half().float())
+    shipped_prior = round_to_float16(ema.model.eval())    # shipped in float16: measure the rounded weights
     ldm = LatentDiffusion(first, shipped_prior, diffusion)
 
     # chapter 05's protocol: n_eval samples split over the classes, DDIM-50 with eta 1, seed 0

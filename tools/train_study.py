@@ -18,7 +18,7 @@ of its classes, and the same on a check subset that tests/test_shipped.py repeat
 from __future__ import annotations
 
 import torch
-from shipping import CHECK_PER_CLASS, check_subset, parser, ship, start
+from shipping import CHECK_PER_CLASS, check_subset, parser, round_to_float16, ship, start
 
 from cvae_lib.data import CLASSES, ImageSet, load_cifar10
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
@@ -41,13 +41,6 @@ def study_images(experiment: str, val_per_class: int = VAL_PER_CLASS) -> ImageSe
     if experiment == "one_per_class":                 # 10 images x 46 copies: 10 batches per epoch
         data = ImageSet(data.x.repeat(46, 1, 1, 1), data.y.repeat(46))
     return data
-
-
-def round_to_float16(model: CVAE) -> None:
-    """Round the weights as the shipped file stores them, so the recorded metrics are the file's."""
-    for p in model.state_dict().values():
-        if p.is_floating_point():
-            p.copy_(p.half().float())
 
 
 def main(argv=None) -> None:
