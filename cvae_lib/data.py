@@ -118,12 +118,13 @@ class ImageSet:
 
     def subset(self, classes: Sequence[str | int] | None = None, n_per_class: int | None = None,
                seed: int = 0) -> ImageSet:
-        """Keep only `classes` (names or ids) and at most `n_per_class` images of each.
+        """Keep only `classes` (names or ids; None: every class this set holds) and at most
+        `n_per_class` images of each. A named class with no images here is a DataError.
 
         The `n_per_class` images are a seeded random choice, so the same seed gives the same
         subset on every machine. Order within the result: by class, then random.
         """
-        ids = range(len(self.classes)) if classes is None else [self._class_id(c) for c in classes]
+        ids = sorted(set(self.y.tolist())) if classes is None else [self._class_id(c) for c in classes]
         g = torch.Generator().manual_seed(seed)
         y = self.y.cpu()
         keep = []

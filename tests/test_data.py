@@ -150,6 +150,14 @@ def test_subset_by_class_and_count_is_seeded():
         s.subset(["plane"])
 
 
+def test_subset_without_classes_keeps_every_class_the_set_holds():
+    frogs = _toy().subset(["frog"])
+    assert frogs.subset(n_per_class=3).y.tolist() == [6, 6, 6]          # not an error for 9 missing classes
+    assert torch.bincount(_toy().subset(n_per_class=2).y).tolist() == [2] * 10
+    with pytest.raises(DataError, match="class 'airplane' has no images in this set; available: \\['frog'\\]"):
+        frogs.subset(["airplane"])                                       # a named class must be there
+
+
 def test_split_is_stratified_and_disjoint():
     s = _toy()
     s.x[:, 0, 0, 0] = torch.arange(len(s)).to(torch.uint8)  # tag each image
