@@ -146,7 +146,8 @@ def _ddpm(args, device, P):
 
 def _ldm(args, device, P):
     classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
-    first = load_weights(shipped("ldm_first_stage"), FirstStage, FirstStageConfig).to(device).requires_grad_(False)
+    first_file = Path(args.first_stage) if args.first_stage else shipped("ldm_first_stage")
+    first = load_weights(first_file, FirstStage, FirstStageConfig).to(device).requires_grad_(False)
     latents = encode_set(first, train, mirror=True)
     diffusion = Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device)
     model = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=P.ldm.width))
@@ -161,7 +162,8 @@ def _ldm(args, device, P):
     return model, diffusion.train_loss, latents, cfg, ema, score, {
         "model_config": asdict(model.cfg), "diffusion": asdict(diffusion.cfg), "classes": classes,
         "ema_decay": args.ema_decay,
-        "first_stage_minutes": read_metadata(shipped("ldm_first_stage"))["metrics"]["train_seconds"] / 60}
+        "first_stage": first_file.name,
+        "first_stage_minutes": read_metadata(first_file)["metrics"]["train_seconds"] / 60}
 
 
 def _peer_ddpm_pytorch(args, device, P):
@@ -402,6 +404,8 @@ def main(argv=None) -> dict:
     p.add_argument("--test-per-class", type=int, default=None, help="test images per class (default: all 1,000)")
     p.add_argument("--n-eval", type=int, default=None, help="ddpm: samples per FD (default: the profile's n_eval)")
     p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--first-stage", default=None,
+                   help="ldm: a first stage .safetensors file listed in its SHA256SUMS (default: the shipped one)")
     p.add_argument("--profile", default=None, help="sizes from this profile (default: gpu on CUDA, else cpu)")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)

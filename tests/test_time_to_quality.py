@@ -80,3 +80,18 @@ def test_summary_finds_the_minutes_each_model_needs_to_reach_the_best_peer_fd(tt
     assert rows["course latent diffusion"].endswith("| 40.0% | 6.0 (first scored point at or below) |")
     assert rows["course pixel DDPM"].endswith("| not within 15 |")
     assert "CPU time of the one training thread" in text and (tmp_path / "summary.png").stat().st_size > 0
+
+
+def test_latent_curve_can_train_on_another_first_stage(ttq, tmp_path):
+    """--first-stage: the same protocol on latents of another (checksummed) first stage file,
+    named in the results, e.g. to compare a new first stage with the shipped one."""
+    from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
+    from cvae_lib.weights import export_weights
+
+    path = tmp_path / "weights" / "candidate.safetensors"
+    export_weights(FirstStage(FirstStageConfig(width=8, latent_channels=4)), path, {"train_seconds": 90.0})
+    result = ttq.main(["ldm", "--quick", "--minutes", "0", "--threads", "1", "--n-eval", "4",
+                       "--first-stage", str(path), "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs")])
+    assert result["setting"]["first_stage"] == "candidate.safetensors"
+    assert result["setting"]["first_stage_minutes"] == 1.5
+    assert result["setting"]["model_config"]["in_channels"] == 4          # the prior sees its latents
