@@ -64,7 +64,7 @@ def train_first_stage(args, device, judge) -> FirstStage:
     chosen, h_gan, val_acc = gan_phase(args, model, train, val, judge, device)
     model.set_scale(train.images())
     round_to_float16(model)                  # shipped in float16: measure the rounded weights
-    history = History(h_rec.rows + h_gan.rows[:chosen])
+    history = History(h_rec.rows + h_gan.rows)     # what it cost: every epoch, also those after the best
     candidates = {"rec" if e == 0 else f"gan{e}": v for e, v in val_acc.items()}
     chosen = "rec" if chosen == 0 else f"gan{chosen}"
 
