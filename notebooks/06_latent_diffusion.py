@@ -115,7 +115,7 @@ print(f"classes {names}: {len(train)} training, {len(val)} validation, {len(test
 #
 # Training such a GAN takes longer than a chapter may, so every profile loads the shipped
 # first stage, trained by `tools/train_latent_diffusion.py` on all ten classes (its metadata
-# says how long, and which of its two phases the validation images preferred).
+# says how long, and which of its training epochs the judge preferred on validation images).
 
 # %%
 from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
@@ -125,7 +125,8 @@ meta_first = read_metadata(shipped("ldm_first_stage"))["metrics"]
 n_params = sum(p.numel() for n, p in first.named_parameters() if not n.startswith("disc."))
 print(f"first stage: {n_params / 1e6:.2f}M parameters (+ a {sum(p.numel() for p in first.disc.parameters()) / 1e6:.2f}M "
       f"discriminator), latent grid {first.cfg.latent_shape}; trained {meta_first['train_seconds'] / 60:.0f} min "
-      f"on {meta_first['threads']} CPU thread(s), phase shipped: {meta_first['chosen']!r}")
+      f"on {meta_first['threads']} CPU thread(s), weights shipped: {meta_first['chosen']!r} "
+      f"(judge accuracy on validation reconstructions: {meta_first['val_judge_accuracy']})")
 
 # %%
 from cvae_lib.metrics import judge_scores, psnr
