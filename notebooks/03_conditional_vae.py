@@ -136,6 +136,51 @@ save_figure(fig, "03_one_class")
 # class (sky around planes, vegetation around frogs) and little else. That is what the
 # study's figures showed too.
 #
+# #### The same two experiments at the study's budget
+#
+# The course ships both trained as the study trained them: 200 epochs over the class's 4,900
+# training images (`tools/train_study.py airplane`, `... frog`; about an hour each on one CPU
+# thread). Laid out like the study's figures: ten test images of the class, then ten samples
+# with the normal prior the KL term trained towards, then ten with the study's uniform noise
+# $z \sim U[0, 1)$, all with the same seed.
+
+# %%
+from cvae_lib.train import evaluate
+from cvae_lib.weights import load_weights, read_metadata, shipped
+
+study_budget = {}        # experiment -> the shipped model trained at the study's budget
+for name in ("airplane", "frog"):
+    study_budget[name] = load_weights(shipped(f"study_{name}"), CVAE, CVAEConfig).to(device)   # float16 file
+    meta = read_metadata(shipped(f"study_{name}"))["metrics"]
+    print(f"{name}: {meta['epochs']} epochs ({meta['steps']:,} steps of {meta['batch_size']}), "
+          f"{meta['train_seconds'] / 60:.0f} min on {meta['threads']} CPU thread; -ELBO per dimension (BCE) "
+          f"on its {meta['n_test']:,} test images {meta['test_loss']:.4f} (the short run above: "
+          f"{evaluate(one_class[name], cvae_loss, test.subset([name]))['loss']:.4f}); KL {meta['test_kl']:.1f} nats")
+    real = test.subset([name], n_per_class=10, seed=0).images()
+    y = torch.full((len(real),), CLASSES.index(name))
+    rows = [real] + [study_budget[name].sample(y, noise=noise, generator=torch.Generator().manual_seed(0)).cpu()
+                     for noise in ("normal", "uniform")]
+    fig = show_images(torch.cat(rows), nrow=len(real), row_labels=["test images", "z ~ N(0, I)", "z ~ U[0, 1)"],
+                      title=f"{name}s only, the study's 200 epochs")
+    save_figure(fig, f"03_{name}_study")
+
+# %% [markdown]
+# Compare the rows. The test images are sharp and varied: planes against sky, on runways, in
+# close-up. With the normal prior, the study-budget airplane model draws blurred but varied
+# scenes: a dark or light elongated shape across the middle, on sky-blue, grey or ground-coloured
+# backgrounds. Unlike the short run above it does use $z$ (the KL printed above is well above
+# zero for airplanes), so different $z$ give different layouts. These are the "class-shaped blobs" the study
+# described; no sample would pass for a photograph. The uniform row is paler and nearly the same
+# image ten times: $U[0, 1)$ has mean 1/2 and a twelfth of the prior's variance, so it feeds the
+# decoder one narrow, off-centre corner of the latent space it was trained on.
+#
+# The frog model, same recipe and same budget, went the other way: its KL is 0.0 nats, the
+# posterior collapsed, and every sample is the same brown-green blob, the average frog image,
+# whatever the noise. Which of the two a run ends in is decided early, when the decoder either
+# learns to read $z$ or learns to ignore it (the plain blocks of section 1 make reading it hard),
+# and nothing in the study's recipe (no KL warm-up, no free bits) steers it. The study saw blobs
+# in both; its uniform noise made them look even more alike.
+#
 # ### One image per class: memorisation
 #
 # With 10 training images the model can store each one. (We repeat the 10 images 46 times so
@@ -145,11 +190,11 @@ save_figure(fig, "03_one_class")
 tiny = train_all.subset(n_per_class=P.cvae_one_per_class.train_per_class, seed=0)   # 10 images
 tiny_rep = ImageSet(tiny.x.repeat(46, 1, 1, 1), tiny.y.repeat(46))                 # (460, 3, 32, 32)
 one_per_class = CVAE(study_cfg)
-h = load_or_train(one_per_class, cvae_loss, tiny_rep, study_training(P.cvae_one_per_class),
-                  RUNS / "cvae_study_1_per_class.pt", device=device)
+h_one = load_or_train(one_per_class, cvae_loss, tiny_rep, study_training(P.cvae_one_per_class),
+                      RUNS / "cvae_study_1_per_class.pt", device=device)
 samples = one_per_class.sample(tiny.y, generator=torch.Generator().manual_seed(1)).cpu()
 fig = show_images(torch.cat([tiny.images(), samples]), nrow=10, row_labels=["training", "samples"],
-                  col_labels=[CLASSES[k] for k in tiny.y.tolist()], title=f"1 image per class ({h.seconds:.0f} s)")
+                  col_labels=[CLASSES[k] for k in tiny.y.tolist()], title=f"1 image per class ({h_one.seconds:.0f} s)")
 save_figure(fig, "03_one_per_class")
 
 # %% [markdown]
@@ -192,9 +237,6 @@ print(f"{len(h100)} epochs, stopped early: {h100.stopped_early}, best epoch: {h1
 # class, first with the normal prior, then with the study's uniform noise:
 
 # %%
-from cvae_lib.train import evaluate
-from cvae_lib.weights import load_weights, read_metadata, shipped
-
 study_100 = load_weights(shipped("study_hundred_per_class"), CVAE, CVAEConfig).to(device)   # float16 file
 m100 = read_metadata(shipped("study_hundred_per_class"))["metrics"]
 print(f"study budget: {m100['epochs']} epochs ({m100['steps']:,} steps of {m100['batch_size']}), "
@@ -217,6 +259,52 @@ for noise in ("normal", "uniform"):
 # blobs, which is what this is. Training longer did not make the model use its latent space; it
 # only fitted the training images' average a little better than the test images' (compare the
 # two losses printed above). Section 4 trains models that do use $z$.
+#
+# ### The study's SSIM, both ways
+#
+# The study scored its samples with an SSIM between generated and test images: 0.99872 for
+# airplanes and 0.99969 for frogs. We compute it for each study-budget model the way it most
+# likely did (samples from the uniform noise it used, each paired with a test image of its
+# class, and scikit-image's `data_range=255` on images in [0, 1], the mistake chapter 05
+# explains) and correctly (`data_range=1`). The 1-per-class experiment is this chapter's own
+# run: at the study's budget it is not shipped (it would not fit the 60 MB of `checkpoints/`).
+# Up to 100 pairs per class.
+
+# %%
+from IPython.display import Markdown, display
+
+from cvae_lib.metrics import ssim
+from cvae_lib.plotting import markdown_table
+
+STUDY_SSIM = {"airplane": 0.99872, "frog": 0.99969}      # the study's reported values
+
+
+def study_ssim(model, data, per_class: int = 100) -> dict:
+    """SSIM between a uniform-noise sample and a test image of the same class, for up to
+    `per_class` test images per class of `data`."""
+    data = data.subset(n_per_class=per_class, seed=0)
+    x = model.sample(data.y.to(device), noise="uniform", generator=torch.Generator().manual_seed(0)).cpu()
+    real = data.images()
+    return {"pairs": len(real), "SSIM, data_range=255 (the study's likely call)": round(float(ssim(x, real, 255).mean()), 5),
+            "SSIM, data_range=1 (correct)": round(float(ssim(x, real).mean()), 4)}
+
+
+ssim_rows = [{"experiment": f"{name}s only", "training": "200 epochs (shipped)",
+              **study_ssim(m, test.subset([name])), "the study": STUDY_SSIM[name]} for name, m in study_budget.items()]
+ssim_rows.append({"experiment": "1 image per class", "training": f"this chapter's run ({len(h_one)} epochs)",
+                  **study_ssim(one_per_class, test), "the study": None})
+ssim_rows.append({"experiment": "100 images per class", "training": "200 epochs (shipped)",
+                  **study_ssim(study_100, test), "the study": None})
+display(Markdown(markdown_table(ssim_rows)))
+
+# %% [markdown]
+# With `data_range=255` every experiment scores between 0.99 and 1, like the study's 0.9987 and
+# 0.9997, whatever its samples look like (the collapsed frog model, one blob for every test
+# frog, scores as high as the airplane model that varies its samples): the constants $C_1 = (0.01 \cdot 255)^2$ and $C_2 = (0.03 \cdot 255)^2$ are
+# thousands of times larger than any mean or variance of pixels in [0, 1], so the formula
+# returns almost exactly 1 for any two images. Computed correctly, a blob against a real
+# photograph of the same class scores far from 1 (chapter 05 shows what honest values look
+# like). The study's SSIM measured its call to scikit-image, not its samples.
 #
 # ### Full data
 #
@@ -358,8 +446,8 @@ print(f"training time: study {h_study.seconds:.0f} s, improved {h_improved.secon
 
 # %%
 from cvae_lib.metrics import bits_per_dim, psnr, ssim
+from cvae_lib.data import from_unit
 from cvae_lib.models import likelihoods as L
-from cvae_lib.train import evaluate
 
 
 @torch.no_grad()
@@ -370,7 +458,7 @@ def study_bpd(model, data, sigma: float, seed: int = 0) -> float:
     for x, y in data.to(device).batches(500, shuffle=False):
         mu, logvar = model.encode(x, y)
         x_mean = model.decode_mean(L.reparameterize(mu, logvar), y)          # (B, 3, 32, 32) in [0, 1]
-        nll = lik.nll(x_mean * 2 - 1, x) + L.kl_normal(mu, logvar).flatten(1).sum(1)   # (B,) nats
+        nll = lik.nll(from_unit(x_mean), x) + L.kl_normal(mu, logvar).flatten(1).sum(1)   # (B,) nats
         total += float(bits_per_dim(nll).sum())
     return total / len(data)
 

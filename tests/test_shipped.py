@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from cvae_lib.data import load_cifar10
+from cvae_lib.data import CLASSES, load_cifar10
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.latent import encode_set
 from cvae_lib.metrics import psnr
@@ -27,7 +27,7 @@ FILES = sorted(CHECKPOINTS.glob("*.safetensors"))
 
 def test_the_course_ships_the_judge_a_ddpm_a_cvae_a_vae_and_a_latent_diffusion_model():
     names = ("classifier", "ddpm_cpu", "cvae_cpu", "vae_cpu", "ldm_first_stage", "ldm_prior",
-             "study_hundred_per_class")
+             "study_hundred_per_class", "study_airplane", "study_frog", "ldm_next_first_stage")
     assert all(shipped(name).exists() for name in names)
 
 
@@ -80,20 +80,24 @@ def test_cvae_reproduces_its_recorded_bits_per_dim():
     assert bpd < 8.0      # better than a uniform model over the 256 levels (8 bits/dim)
 
 
-def test_the_studys_100_per_class_experiment_at_its_budget_reproduces_its_recorded_loss():
-    """tools/train_study.py: the study's own model and recipe, 200 epochs on 100 images per class,
-    stored in float16 (the recorded losses are the rounded model's)."""
+@pytest.mark.parametrize("experiment, classes, n_train, steps_per_epoch", [
+    ("hundred_per_class", None, 1000, 22), ("airplane", ["airplane"], 4900, 107), ("frog", ["frog"], 4900, 107)])
+def test_the_studys_experiments_at_its_budget_reproduce_their_recorded_loss(experiment, classes, n_train,
+                                                                            steps_per_epoch):
+    """tools/train_study.py: the study's own model and recipe, 200 epochs, stored in float16 (the
+    recorded losses are the rounded model's)."""
     from dataclasses import asdict
 
-    meta = read_metadata(shipped("study_hundred_per_class"))
+    meta = read_metadata(shipped(f"study_{experiment}"))
     assert meta["storage"] == "float16" and meta["model_config"] == asdict(CVAEConfig())
     m = meta["metrics"]
-    assert (m["epochs"], m["batch_size"], m["n_train"], m["steps"]) == (200, 46, 1000, 200 * 22)
+    assert (m["epochs"], m["batch_size"], m["n_train"], m["steps"]) == (200, 46, n_train, 200 * steps_per_epoch)
+    assert m["classes"] == (classes or list(CLASSES))
     check = m["check"]
-    test = load_cifar10("test").subset(m["classes"], n_per_class=check["n_per_class"], seed=check["seed"])
-    loss = evaluate(load_weights(shipped("study_hundred_per_class"), CVAE, CVAEConfig), cvae_loss, test)["loss"]
+    test = load_cifar10("test").subset(classes, n_per_class=check["n_per_class"], seed=check["seed"])
+    loss = evaluate(load_weights(shipped(f"study_{experiment}"), CVAE, CVAEConfig), cvae_loss, test)["loss"]
     assert loss == pytest.approx(check["loss"], abs=1e-4)
-    assert m["final_train_loss"] < m["test_loss"]      # 200 epochs on 1,000 images: it fits them better
+    assert m["final_train_loss"] < m["test_loss"]      # 200 epochs: it fits its training images better
 
 
 def test_vae_reproduces_its_recorded_bits_per_dim():
@@ -107,12 +111,14 @@ def test_vae_reproduces_its_recorded_bits_per_dim():
     assert bpd < 6.5      # clearly better than chapter 02's own 300-step run (6.97 in the cpu profile)
 
 
-def test_latent_first_stage_reproduces_its_recorded_psnr_and_keeps_edges():
-    meta = read_metadata(shipped("ldm_first_stage"))["metrics"]
+@pytest.mark.parametrize("name", ["ldm_first_stage", "ldm_next_first_stage"])
+def test_latent_first_stage_reproduces_its_recorded_psnr_and_keeps_edges(name):
+    """ldm_next_first_stage: the candidate that waits for its prior (README, shipped weights)."""
+    meta = read_metadata(shipped(name))["metrics"]
     check = meta["check"]
     assert meta["n_test"] == 10_000 and meta["n_test_classes"] == 2_000
     test = load_cifar10("test").subset(None, n_per_class=check["n_per_class"], seed=check["seed"])
-    model = load_weights(shipped("ldm_first_stage"), FirstStage, FirstStageConfig)
+    model = load_weights(shipped(name), FirstStage, FirstStageConfig)
     value = float(psnr(test.images(), infer(model, test.images(), device="cpu")).mean())
     assert value == pytest.approx(check["psnr"], abs=0.01)
     assert float(model.scale) == pytest.approx(meta["scale"]) and model.scale > 0
