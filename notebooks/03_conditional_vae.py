@@ -445,8 +445,8 @@ print(f"training time: study {h_study.seconds:.0f} s, improved {h_improved.secon
 # the decoder's mean at $z = \mu$; PSNR and SSIM compare them with the test images.
 
 # %%
-from cvae_lib.metrics import bits_per_dim, psnr, ssim
 from cvae_lib.data import from_unit
+from cvae_lib.metrics import bits_per_dim, psnr
 from cvae_lib.models import likelihoods as L
 
 
