@@ -10,8 +10,8 @@ import math
 import torch
 
 __all__ = ["check_images", "psnr", "mse_per_image", "ssim", "bits_per_dim", "frechet_distance", "gaussian_frechet",
-           "kid", "fid", "inception_features", "inception_weights", "MissingWeightsError", "nearest_neighbours",
-           "judge_scores"]
+           "kid", "fid", "inception_features", "cached_inception_features", "inception_weights", "MissingWeightsError",
+           "nearest_neighbours", "judge_scores"]
 
 
 def check_images(x: torch.Tensor, name: str = "images", data_range: float = 1.0) -> None:
@@ -226,8 +226,32 @@ def inception_features(x: torch.Tensor, weights: str | None = None, batch_size: 
     for b in x.split(batch_size):
         b = torch.nn.functional.interpolate(b.float().to(device), size=(299, 299), mode="bilinear",
                                             align_corners=False)
-        out.append(net(b * (255 / 128) - 1).float().cpu())
+        b = (b * (255 / 128) - 1).contiguous(memory_format=torch.channels_last)   # same features, ~20% faster on CPU
+        out.append(net(b).float().cpu())
     return torch.cat(out)
+
+
+def cached_inception_features(x: torch.Tensor, cache_dir, weights: str | None = None) -> torch.Tensor:
+    """`inception_features(x)`, stored in `cache_dir` under a key of the images' bytes and the
+    Inception file, so a reference set (chapter 05's test images) costs its minutes once per
+    machine. (N, 2048) float32; the file is written atomically and read with weights_only.
+    """
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from cvae_lib.files import atomic_write
+
+    path = inception_weights(weights)
+    h = hashlib.sha256(x.detach().float().cpu().contiguous().numpy().tobytes())
+    h.update(f"{os.path.basename(path)}:{os.path.getsize(path)}".encode())
+    file = Path(cache_dir) / f"inception-{len(x)}-{h.hexdigest()[:16]}.pt"
+    if file.exists():
+        return torch.load(file, map_location="cpu", weights_only=True)
+    feats = inception_features(x, path)
+    with atomic_write(file) as tmp:
+        torch.save(feats, tmp)
+    return feats
 
 
 def fid(real: torch.Tensor, fake: torch.Tensor, weights: str | None = None) -> float:

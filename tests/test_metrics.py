@@ -140,3 +140,38 @@ def test_fid_is_zero_for_a_set_with_itself_and_grows_with_noise():
     noisy = [(x + s * eps).clamp(0, 1) for s in (0.05, 0.2)]
     d_self, d_small, d_big = metrics.fid(fx, fx), metrics.fid(fx, noisy[0]), metrics.fid(fx, noisy[1])
     assert abs(d_self) < 1e-3 and 0 < d_small < d_big
+
+
+def test_cached_inception_features_compute_once_per_image_set(tmp_path, monkeypatch):
+    weights = tmp_path / "inception.pt"
+    weights.write_bytes(b"stand-in: inception_features is replaced below")
+    calls = []
+
+    def fake(x, path=None):
+        calls.append(len(x))
+        return x.flatten(1)[:, :4].float() * 2
+
+    monkeypatch.setattr(metrics, "inception_features", fake)
+    x, other = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)
+    first = metrics.cached_inception_features(x, tmp_path / "cache", weights=str(weights))
+    again = metrics.cached_inception_features(x.clone(), tmp_path / "cache", weights=str(weights))
+    assert calls == [3] and torch.equal(first, again) and torch.equal(first, x.flatten(1)[:, :4] * 2)
+    metrics.cached_inception_features(other, tmp_path / "cache", weights=str(weights))
+    assert calls == [3, 3], "other images must not hit the cache"
+    weights.write_bytes(b"another Inception file, another size")
+    metrics.cached_inception_features(x, tmp_path / "cache", weights=str(weights))
+    assert calls == [3, 3, 3], "another Inception file must not hit the cache"
+
+
+def test_cvae_fid_overrides_the_profiles_fid_and_refuses_other_values(monkeypatch):
+    from cvae_lib.profiles import get_profile
+
+    monkeypatch.setenv("CVAE_FID", "1")
+    assert get_profile("cpu").fid and get_profile("smoke").fid
+    monkeypatch.setenv("CVAE_FID", "0")
+    assert not get_profile("gpu").fid
+    monkeypatch.delenv("CVAE_FID")
+    assert get_profile("gpu").fid and not get_profile("cpu").fid
+    monkeypatch.setenv("CVAE_FID", "yes")
+    with pytest.raises(ValueError, match="CVAE_FID='yes'.*1.*0"):
+        get_profile("cpu")
