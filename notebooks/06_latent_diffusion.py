@@ -365,12 +365,12 @@ for name, m in models.items():
 display(Markdown(markdown_table(rows)))
 
 # %% [markdown]
-# Read the class accuracy against the ceiling, not against 100%: a typical sample can be no
-# more recognisable than a reconstruction through the same decoder. Read FD against the
+# Read the class accuracy against the ceiling, not against 100%: everything this decoder draws
+# is limited by what it can reconstruct. Read FD against the
 # real-images row, which is not 0 at this sample size. In the cpu profile (run behind this
 # text): the shipped prior reaches 81% and FD 34.0 at its weight w = 3, against 50% and FD 71
 # for chapter 04's shipped pixel DDPM after a similar number of CPU minutes; your own
-# prior of about 5 minutes reaches about 57% and FD 57 (chapter 04's own run: 31% and FD 81). The
+# prior of about 5 minutes reaches about 57% and FD 57 (chapter 04's own run: 32% and FD 84). The
 # guided samples score a little above the ceiling: guidance pulls every sample towards what
 # is typical of its class, while the reconstructions include every hard test image. The
 # ceiling still matters: an earlier first stage, judged only after its last training epoch,
