@@ -26,10 +26,15 @@ def tools(image_folder, monkeypatch):
 
 def test_training_script_ships_ema_weights_with_a_reproducible_check(tools, tmp_path):
     import train_ddpm
-    args = [*TINY, "--out", str(tmp_path)]
+    args = [*TINY, "--n-eval", "4", "--out", str(tmp_path)]
     train_ddpm.main(args)
     meta = read_metadata(tmp_path / "ddpm_cpu.safetensors")["metrics"]
     assert meta["classes"] == ["airplane", "frog"] and meta["n_test"] == 6 and meta["steps"] == 1
+    # chapter 05's judge metrics, unguided and at w = 2, on 4 samples against the 6 test images
+    assert set(meta["judge"]) == {"1.0", "2.0"} and meta["sampler"] == "DDIM-50, eta 1, seed 0"
+    for scores in meta["judge"].values():
+        assert scores["n_eval"] == 4 and scores["n_reference"] == 6
+        assert 0 <= scores["acc"] <= 1 and scores["fd"] > 0
     model = load_weights(tmp_path / "ddpm_cpu.safetensors", UNet, UNetConfig)
     assert model.cfg.width == 8 and model.cfg.num_classes == 10
     d = Diffusion(DiffusionConfig(**meta["diffusion"]))
@@ -43,15 +48,31 @@ def test_training_script_ships_ema_weights_with_a_reproducible_check(tools, tmp_
 
 def test_cvae_script_ships_weights_with_bits_per_dim(tools, tmp_path):
     import train_cvae
-    args = [*TINY, "--out", str(tmp_path)]
+    args = [*TINY, "--n-eval", "0", "--out", str(tmp_path)]
     train_cvae.main(args)
     meta = read_metadata(tmp_path / "cvae_cpu.safetensors")["metrics"]
     assert meta["classes"] == ["airplane", "frog"] and meta["n_test"] == 6 and meta["test_bpd"] > 0
+    assert "judge" not in meta                     # --n-eval 0: no samples judged
     model = load_weights(tmp_path / "cvae_cpu.safetensors", CVAE, CVAEConfig)
     assert model.sample(torch.tensor([0, 6])).shape == (2, 3, 32, 32)
     train_cvae.main(args)                 # finished run: loads it and exports it again
     again = read_metadata(tmp_path / "cvae_cpu.safetensors")["metrics"]
     assert again["steps"] == meta["steps"] and again["check"]["bpd"] == pytest.approx(meta["check"]["bpd"], rel=1e-5)
+
+
+def test_cvae_script_ships_ten_classes_in_float16_with_judge_metrics(tools, tmp_path):
+    import train_cvae
+
+    from cvae_lib.data import CLASSES
+    train_cvae.main([*TINY, "--float16", "--n-eval", "20", "--classes", *CLASSES, "--name", "ten",
+                     "--out", str(tmp_path)])
+    meta = read_metadata(tmp_path / "ten.safetensors")
+    m = meta["metrics"]
+    assert meta["storage"] == "float16" and m["classes"] == list(CLASSES) and m["n_test"] == 30
+    assert m["test_bpd"] == pytest.approx(m["float32_test_bpd"], rel=1e-2)     # rounding moves it little
+    assert m["judge"]["n_eval"] == 20 and m["judge"]["n_reference"] == 30     # 2 samples per class
+    model = load_weights(tmp_path / "ten.safetensors", CVAE, CVAEConfig)
+    assert all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point())
 
 
 def test_vae_script_ships_chapter02_vae_on_all_classes(tools, tmp_path):

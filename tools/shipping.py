@@ -64,6 +64,30 @@ def check_subset(names: list[str] | None, n_per_class: int = CHECK_PER_CLASS) ->
     return load_cifar10("test").subset(names, n_per_class=n_per_class, seed=0)
 
 
+def judge_metrics(sample, classes: list[str] | None, n_eval: int, device, chunk: int = 500) -> dict:
+    """Chapter 05's judge protocol on a shipped generator: `n_eval` samples split evenly over
+    `classes` (None: all ten), in chunks of `chunk`, each chunk drawn by `sample(y, generator)`
+    -> (len(y), 3, 32, 32) in [0, 1] with one generator seeded 0, then scored by the shipped
+    judge against the judge's features of *all* test images of those classes.
+
+    Returns {"fd", "kid", "acc", "n_eval", "n_reference"} (cvae_lib.metrics.judge_scores).
+    """
+    from cvae_lib.metrics import judge_scores
+    from cvae_lib.models.classifier import Classifier, ClassifierConfig
+    from cvae_lib.train import infer
+    from cvae_lib.weights import load_weights, shipped
+
+    judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
+    test = load_cifar10("test").subset(classes)
+    ref = infer(judge.features, test.images(), device=device)
+    ids = [CLASSES.index(c) for c in (classes or CLASSES)]
+    y = torch.tensor(ids).repeat_interleave(n_eval // len(ids))
+    g = torch.Generator(device).manual_seed(0)
+    x = torch.cat([sample(yb.to(device), g).float().cpu() for yb in y.split(chunk)])
+    scores = judge_scores(judge, x, y, ref)
+    return {k: round(v, 4) for k, v in scores.items()} | {"n_eval": len(y), "n_reference": len(test)}
+
+
 def round_to_float16(model: torch.nn.Module) -> torch.nn.Module:
     """Round every floating-point tensor of `model` to float16 and back, in place, as a file
     shipped in float16 stores it: measure the recorded metrics after this call."""
@@ -89,15 +113,26 @@ def ship(model: torch.nn.Module, args, history: History, metrics: dict, summary:
 
 
 def ship_bpd(model: torch.nn.Module, loss_fn, args, history: History, train: ImageSet, test: ImageSet,
-             classes: list[str] | None) -> None:
-    """Export a VAE-type model with its test bits/dim, and the bits/dim on the check subset."""
+             classes: list[str] | None, extra=None, float16: bool = False) -> None:
+    """Export a VAE-type model with its test bits/dim, the bits/dim on the check subset and the
+    metrics `extra(model) -> dict` adds. float16: store it rounded to float16, with the rounded
+    model's metrics (the float32 bits/dim kept as float32_test_bpd and float32_check_bpd, as
+    tools/store_float16.py records them)."""
     model.eval()
-    metrics = {"test_bpd": round(evaluate(model, loss_fn, test)["bpd"], 4), "n_test": len(test),
-               "classes": classes, "steps": history.steps,
-               "check": {"n_per_class": CHECK_PER_CLASS, "seed": 0,
-                         "bpd": evaluate(model, loss_fn, check_subset(classes))["bpd"]}}
-    ship(model, args, history, metrics, f"test bits/dim {metrics['test_bpd']:.4f} on {len(test)} test images")
+
+    def bpd(data):
+        return evaluate(model, loss_fn, data)["bpd"]
+
+    check = check_subset(classes)
+    before = {"float32_test_bpd": round(bpd(test), 4), "float32_check_bpd": bpd(check)} if float16 else {}
+    if float16:
+        round_to_float16(model)
+    metrics = {"test_bpd": round(bpd(test), 4), "n_test": len(test), "classes": classes, "steps": history.steps,
+               "check": {"n_per_class": CHECK_PER_CLASS, "seed": 0, "bpd": bpd(check)},
+               **(extra(model) if extra else {}), **before}
+    ship(model, args, history, metrics, f"test bits/dim {metrics['test_bpd']:.4f} on {len(test)} test images",
+         dtype=torch.float16 if float16 else None)
 
 
 __all__ = ["CLASSES", "CHECK_PER_CLASS", "ROOT", "parser", "start", "class_splits", "check_subset",
-           "round_to_float16", "ship", "ship_bpd"]
+           "judge_metrics", "round_to_float16", "ship", "ship_bpd"]

@@ -1,7 +1,9 @@
 """Train the DDPM that the course ships (checkpoints/ddpm_cpu.safetensors) on a CPU or a GPU.
 
     python tools/train_ddpm.py --epochs 40 --threads 1       # 2 CPU cores: about 1.5 hours
-    python tools/train_ddpm.py --epochs 1 --max-steps 2 --out /tmp/d   # a smoke run
+    python tools/train_ddpm.py --epochs 10 --threads 1 --name ddpm_ten_class \
+        --classes airplane automobile bird cat deer dog frog horse ship truck    # the ten-class file
+    python tools/train_ddpm.py --epochs 1 --max-steps 2 --n-eval 20 --out /tmp/d   # a smoke run
     torchrun --nproc_per_node 8 tools/train_ddpm.py --profile full      # Ho et al.'s run, 8 GPUs
 
 Under torchrun `--batch-size` is the global batch (each of the N processes takes 1/N of it).
@@ -12,14 +14,17 @@ recipe (the profile's classes, U-Net width, T and linear schedule, label drop 0.
 classifier-free guidance), with more epochs, a cosine learning-rate decay and a longer EMA.
 The EMA weights are shipped; the file's metadata records the run, the diffusion config and
 the held-out loss (`Diffusion.heldout_loss` on the test images of its classes, seed 0), which
-the tests reproduce on a subset.
+the tests reproduce on a subset, and chapter 05's judge metrics for its classes (`--n-eval`
+samples, DDIM-50 with eta 1, seed 0, unguided and with guidance w = 2 as chapter 05 samples).
+`checkpoints/ddpm_ten_class.safetensors` is the same recipe on all ten classes, trained for as
+many steps (10 epochs of 49,000 images); chapter 04 shows its samples of every class.
 """
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
 
-from shipping import CHECK_PER_CLASS, CLASSES, check_subset, class_splits, parser, ship, start
+from shipping import CHECK_PER_CLASS, CLASSES, check_subset, class_splits, judge_metrics, parser, ship, start
 
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.models.unet import UNet, UNetConfig
@@ -38,6 +43,7 @@ def main(argv=None) -> None:
                    help="run sizes (cpu: the shipped run; full: Ho et al.'s 35.7M U-Net and run length)")
     p.add_argument("--width", type=int, default=P.ddpm.width, help="U-Net width (the course's U-Net only)")
     p.add_argument("--ema-decay", type=float, default=0.9999 if paper else 0.999)
+    p.add_argument("--n-eval", type=int, default=2000, help="samples for the judge metrics (0: none)")
     args = p.parse_args(argv)
     device = start(args)
     train, val, test = class_splits(args.classes, args.train_per_class, P.val_per_class)
@@ -62,6 +68,11 @@ def main(argv=None) -> None:
                          "heldout_loss": diffusion.heldout_loss(shipped, check.images(), check.y, seed=0)},
                "diffusion": asdict(dcfg), "steps": history.steps,
                "ema_decay": args.ema_decay}
+    if args.n_eval:   # chapter 05's protocol, unguided and with its guidance weight
+        metrics["judge"] = {str(w): judge_metrics(
+            lambda y, g, w=w: diffusion.ddim_sample(shipped, len(y), y, steps=50, eta=1.0, guidance=w, generator=g),
+            args.classes, args.n_eval, device) for w in (1.0, 2.0)}
+        metrics["sampler"] = "DDIM-50, eta 1, seed 0"
     ship(shipped, args, history, metrics, f"held-out loss {heldout:.4f} on {len(test)} test images")
 
 
