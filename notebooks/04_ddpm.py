@@ -409,6 +409,35 @@ save_figure(fig, "04_samples")
 # images (FID 3.17), public reproductions reach FID ~9 after 47,000. Chapter 05 measures how
 # far these samples are from real ones.
 #
+# ### All ten classes (shipped)
+#
+# Two classes are the easy case: guidance only has to tell sky from grass. The course also
+# ships the same U-Net and recipe trained on all 49,000 training images of the ten classes
+# (`checkpoints/ddpm_ten_class.safetensors`, `tools/train_ddpm.py ... --name ddpm_ten_class`).
+# Its metadata records chapter 05's judge metrics on 2,000 samples (200 per class, DDIM-50,
+# $\eta = 1$, seed 0) against all 10,000 test images, unguided and at $w = 2$. Same sampler as
+# above, `P.diffusion.n_grid` images per class:
+
+# %%
+meta_ten = read_metadata(shipped("ddpm_ten_class"))["metrics"]
+ten = load_weights(shipped("ddpm_ten_class"), UNet, UNetConfig).to(device)        # checksum-verified
+diffusion_ten = Diffusion(DiffusionConfig(**meta_ten["diffusion"])).to(device)
+print(f"shipped ten-class DDPM: {meta_ten['steps']:,} steps of {meta_ten['batch_size']} images "
+      f"({meta_ten['train_seconds'] / 60:.0f} min on {meta_ten['threads']} CPU thread), held-out loss "
+      f"{meta_ten['heldout_loss']:.4f} on {meta_ten['n_test']:,} test images")
+for w, s in meta_ten["judge"].items():
+    print(f"  w = {float(w):g}: judge class accuracy {s['acc']:.1%} (chance 10%), FD {s['fd']:.1f}, "
+          f"KID {s['kid']:.2f} ({s['n_eval']:,} samples)")
+y_ten = torch.arange(10, device=device).repeat_interleave(k)
+samples_ten = diffusion_ten.ddim_sample(ten, len(y_ten), y_ten, steps=50, eta=1.0, guidance=2.0,
+                                        generator=torch.Generator(device).manual_seed(2))
+fig = show_images(samples_ten, nrow=k, row_labels=list(CLASSES),
+                  title=f"shipped ten-class DDPM: DDIM-50 samples (eta 1, w = 2), {meta_ten['steps']:,} steps")
+save_figure(fig, "04_samples_ten_class")
+
+# %% [markdown]
+# TEN_CLASS_DDPM_DISCUSSION
+#
 # ## 11. What does the network predict at each step?
 #
 # Drag $t$: the columns show $x_t$, the true noise, the network's prediction and the clean image
