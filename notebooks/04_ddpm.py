@@ -31,8 +31,8 @@
 #
 # | profile | measured run time (2-core CPU) | what it trains |
 # |---|---|---|
-# | smoke | 60 s (`make course`, idle 2-core CPU) | a tiny U-Net for 8 steps, T = 100, then the shipped network (proves the notebook runs) |
-# | cpu | 7.5 min (452 s, `make course` on an idle 2-core CPU) | a 0.28M-parameter U-Net, 6 epochs over 9,800 airplanes and frogs (1,838 steps of 32); then samples from the same network trained for 12,280 steps (shipped) |
+# | smoke | 100 s (`make course`, idle 2-core CPU; about 40 s of it for the shipped ten-class DDPM's 40 guided samples) | a tiny U-Net for 8 steps, T = 100, then the shipped network (proves the notebook runs) |
+# | cpu | 8.5 min (452 s, `make course` on an idle 2-core CPU, before the ten-class section, which adds about 1 min: 60 guided DDIM-50 samples) | a 0.28M-parameter U-Net, 6 epochs over 9,800 airplanes and frogs (1,838 steps of 32); then samples from the same network trained for 12,280 steps (shipped), and from the ten-class one (15,320 steps, shipped) |
 # | gpu | estimated, not measured: 6.1 min on a T4 (`python -m cvae_lib.compute`) | a 32-channel U-Net (1.1M parameters) for 30 epochs on all ten classes |
 #
 # Exercise: `exercises/ex04_ddpm.ipynb` (the forward process, the loss, one reverse step).
@@ -414,9 +414,9 @@ save_figure(fig, "04_samples")
 # Two classes are the easy case: guidance only has to tell sky from grass. The course also
 # ships the same U-Net and recipe trained on all 49,000 training images of the ten classes
 # (`checkpoints/ddpm_ten_class.safetensors`, `tools/train_ddpm.py ... --name ddpm_ten_class`).
-# Its metadata records chapter 05's judge metrics on 2,000 samples (200 per class, DDIM-50,
-# $\eta = 1$, seed 0) against all 10,000 test images, unguided and at $w = 2$. Same sampler as
-# above, `P.diffusion.n_grid` images per class:
+# Its metadata records chapter 05's judge metrics on 1,000 samples (100 per class, DDIM-50,
+# $\eta = 1$, $w = 2$, seed 0) against all 10,000 test images. Same sampler as
+# above, six images per class (fewer in the smoke profile):
 
 # %%
 meta_ten = read_metadata(shipped("ddpm_ten_class"))["metrics"]
@@ -428,15 +428,22 @@ print(f"shipped ten-class DDPM: {meta_ten['steps']:,} steps of {meta_ten['batch_
 for w, s in meta_ten["judge"].items():
     print(f"  w = {float(w):g}: judge class accuracy {s['acc']:.1%} (chance 10%), FD {s['fd']:.1f}, "
           f"KID {s['kid']:.2f} ({s['n_eval']:,} samples)")
-y_ten = torch.arange(10, device=device).repeat_interleave(k)
+k_ten = min(k, 6)
+y_ten = torch.arange(10, device=device).repeat_interleave(k_ten)
 samples_ten = diffusion_ten.ddim_sample(ten, len(y_ten), y_ten, steps=50, eta=1.0, guidance=2.0,
                                         generator=torch.Generator(device).manual_seed(2))
-fig = show_images(samples_ten, nrow=k, row_labels=list(CLASSES),
+fig = show_images(samples_ten, nrow=k_ten, row_labels=list(CLASSES),
                   title=f"shipped ten-class DDPM: DDIM-50 samples (eta 1, w = 2), {meta_ten['steps']:,} steps")
 save_figure(fig, "04_samples_ten_class")
 
 # %% [markdown]
-# TEN_CLASS_DDPM_DISCUSSION
+# With ten classes guidance has real work to do, and this small U-Net does it: cars and trucks
+# in red and white against a road, ships on blue water, horses as brown silhouettes on grass,
+# most of them recognisable at 32x32. The judge agrees: 53% of its guided samples are recognised
+# as their class (chance 10%; real test images: 87.5%), and its FD of 49 is far closer to the
+# test images than chapter 03's ten-class CVAE (132 at temperature 1, 14%). Cats, dogs, deer and
+# birds are the hard classes here as in every CIFAR-10 model: similar shapes, varied poses, and
+# still mostly fur-coloured blobs after 82 minutes of one CPU thread.
 #
 # ## 11. What does the network predict at each step?
 #

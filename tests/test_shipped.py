@@ -7,6 +7,7 @@ is recomputed here. Needs the CIFAR-10 test split (CVAE_DATA_DIR; `make test` se
 from __future__ import annotations
 
 import pytest
+import torch
 
 from cvae_lib.data import CLASSES, load_cifar10
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
@@ -27,7 +28,7 @@ FILES = sorted(CHECKPOINTS.glob("*.safetensors"))
 
 def test_the_course_ships_the_judge_a_ddpm_a_cvae_a_vae_and_a_latent_diffusion_model():
     names = ("classifier", "ddpm_cpu", "cvae_cpu", "vae_cpu", "ldm_first_stage", "ldm_prior",
-             "study_hundred_per_class", "study_airplane", "study_frog")
+             "study_hundred_per_class", "study_airplane", "study_frog", "ddpm_ten_class", "cvae_ten_class")
     assert all(shipped(name).exists() for name in names)
 
 
@@ -58,11 +59,12 @@ def test_classifier_reaches_its_recorded_accuracy():
     assert acc >= 0.8
 
 
-def test_ddpm_reproduces_its_recorded_heldout_loss():
-    meta = read_metadata(shipped("ddpm_cpu"))["metrics"]
+@pytest.mark.parametrize("name", ["ddpm_cpu", "ddpm_ten_class"])
+def test_ddpm_reproduces_its_recorded_heldout_loss(name):
+    meta = read_metadata(shipped(name))["metrics"]
     check = meta["check"]
     test = load_cifar10("test").subset(meta["classes"], n_per_class=check["n_per_class"], seed=check["seed"])
-    model = load_weights(shipped("ddpm_cpu"), UNet, UNetConfig)
+    model = load_weights(shipped(name), UNet, UNetConfig)
     diffusion = Diffusion(DiffusionConfig(**meta["diffusion"]))
     loss = diffusion.heldout_loss(model, test.images(), test.y, seed=check["seed"])
     assert loss == pytest.approx(check["heldout_loss"], rel=1e-3)
@@ -70,14 +72,39 @@ def test_ddpm_reproduces_its_recorded_heldout_loss():
     assert loss < 0.1
 
 
-def test_cvae_reproduces_its_recorded_bits_per_dim():
-    meta = read_metadata(shipped("cvae_cpu"))["metrics"]
+@pytest.mark.parametrize("name", ["cvae_cpu", "cvae_ten_class"])
+def test_cvae_reproduces_its_recorded_bits_per_dim(name):
+    meta = read_metadata(shipped(name))["metrics"]
     check = meta["check"]
     test = load_cifar10("test").subset(meta["classes"], n_per_class=check["n_per_class"], seed=check["seed"])
-    model = load_weights(shipped("cvae_cpu"), CVAE, CVAEConfig)
+    model = load_weights(shipped(name), CVAE, CVAEConfig)
     bpd = evaluate(model, cvae_loss, test)["bpd"]
     assert bpd == pytest.approx(check["bpd"], rel=1e-3)
     assert bpd < 8.0      # better than a uniform model over the 256 levels (8 bits/dim)
+
+
+@pytest.mark.parametrize("name", ["ddpm_ten_class", "cvae_ten_class"])
+def test_ten_class_models_record_judge_metrics_over_all_ten_classes(name):
+    meta = read_metadata(shipped(name))["metrics"]
+    assert meta["classes"] == list(CLASSES) and meta["n_test"] == 10_000
+    # the CVAE: 2,000 samples at temperature 1; the DDPM: 1,000 guided samples (w = 2, DDIM-50)
+    scores, n = (meta["judge"], 2000) if name.startswith("cvae") else (meta["judge"]["2.0"], 1000)
+    assert scores["n_eval"] == n and scores["n_reference"] == 10_000
+    assert scores["acc"] > 0.12   # the samples carry their class: chance is 10%, 3 binomial SDs above it at n = 2,000
+    assert 0 < scores["fd"] < 200 and scores["kid"] > 0
+
+
+def test_ten_class_cvae_samples_reach_its_recorded_class_accuracy():
+    """A fresh draw of 500 samples (another seed) agrees with the recorded 2,000-sample accuracy
+    within the binomial noise of 500 draws (4 standard deviations)."""
+    meta = read_metadata(shipped("cvae_ten_class"))["metrics"]
+    model = load_weights(shipped("cvae_ten_class"), CVAE, CVAEConfig)
+    judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig)
+    y = torch.arange(10).repeat_interleave(50)
+    x = model.sample(y, generator=torch.Generator().manual_seed(1))
+    acc = float((infer(judge, x, device="cpu").argmax(1) == y).float().mean())
+    p = meta["judge"]["acc"]
+    assert abs(acc - p) <= 4 * (p * (1 - p) / len(y)) ** 0.5
 
 
 @pytest.mark.parametrize("experiment, classes, n_train, steps_per_epoch", [

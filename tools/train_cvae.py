@@ -1,7 +1,7 @@
 """Train the CVAE that the course ships (checkpoints/cvae_cpu.safetensors), for chapter 05.
 
     python tools/train_cvae.py --epochs 25 --threads 1       # what the shipped file got
-    python tools/train_cvae.py --epochs 16 --width 24 --float16 --threads 1 --name cvae_ten_class \
+    python tools/train_cvae.py --epochs 12 --width 24 --sigma 0.3 --float16 --threads 1 --name cvae_ten_class \
         --classes airplane automobile bird cat deer dog frog horse ship truck    # the ten-class file
     python tools/train_cvae.py --epochs 1 --max-steps 2 --n-eval 20 --out /tmp/c   # a smoke run
 
@@ -13,9 +13,14 @@ learning-rate decay. The file's metadata records its test bits/dim, which the te
 on a subset, and chapter 05's judge metrics (`--n-eval` samples at temperature 1, split over its
 classes, against all their test images).
 
-`checkpoints/cvae_ten_class.safetensors` is the same recipe on all ten classes (width 24, so that
-it fits the 60 MB of `checkpoints/` in float16): chapter 03's latent explorer and class grids
-use it, because the airplane+frog file knows two classes.
+`checkpoints/cvae_ten_class.safetensors` is the recipe on all ten classes (width 24, so that it
+fits the 60 MB of `checkpoints/` in float16): chapter 03's latent explorer and class grids use
+it, because the airplane+frog file knows two classes. It uses sigma 0.3: with sigma 0.1 and ten
+classes (16 epochs, 53 min on one thread) the decoder ignored the label, whose information z
+already carried, and the judge recognised 10.4% of 2,000 samples, chance level (its prior
+samples were patchy mosaics, FD 84); one epoch at sigma 0.3 already gave 21.5% (1,000 samples)
+with blurrier, coherent, class-coloured images. The choice was made on the judge's verdict on
+samples, never on test images.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ def main(argv=None) -> None:
     P = get_profile("cpu")
     p = parser(__doc__, epochs=25, batch_size=P.cvae.batch_size, name="cvae_cpu", classes=list(P.diffusion.classes))
     p.add_argument("--width", type=int, default=P.cvae.width)
+    p.add_argument("--sigma", type=float, default=0.1, help="the Gaussian likelihood's pixel noise")
     p.add_argument("--n-eval", type=int, default=2000, help="samples for the judge metrics (0: none)")
     p.add_argument("--float16", action="store_true", help="store in float16 (metrics of the rounded model)")
     args = p.parse_args(argv)
@@ -39,7 +45,7 @@ def main(argv=None) -> None:
                       schedule="cosine", hflip=True, grad_clip=100.0, max_steps=args.max_steps)
     total_steps = cfg.total_steps(len(train))
     model = CVAE(CVAEConfig(width=args.width, residual=True, condition_encoder=True, likelihood="gaussian",
-                            sigma=0.1, kl_warmup_steps=max(1, total_steps // 8)))
+                            sigma=args.sigma, kl_warmup_steps=max(1, total_steps // 8)))
     # trains, resumes an interrupted run, or (run finished) just loads it and exports it again
     history = load_or_train(model, cvae_loss, train, cfg, args.out / f"{args.name}-run.pt", val=val, device=device)
 
