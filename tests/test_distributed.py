@@ -91,7 +91,8 @@ def test_a_shipping_script_runs_under_torchrun_and_only_rank_0_ships(image_folde
     tool = Path(__file__).resolve().parents[1] / "tools" / "train_ddpm.py"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(tool), "--epochs", "1",
-           "--max-steps", "1", "--batch-size", "4", "--width", "8", "--train-per-class", "3", "--out", str(tmp_path)]
+           "--max-steps", "1", "--batch-size", "4", "--width", "8", "--train-per-class", "3", "--n-eval", "0",
+           "--out", str(tmp_path)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("wrote ") == 1                       # rank 0 only

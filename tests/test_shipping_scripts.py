@@ -119,7 +119,7 @@ def test_the_full_profile_trains_the_papers_unet_with_its_optimiser(tools, tmp_p
     steps (one tiny step here: the recipe, not the run length)."""
     import train_ddpm
     train_ddpm.main(["--profile", "full", "--epochs", "1", "--max-steps", "1", "--batch-size", "2",
-                     "--train-per-class", "2", "--out", str(tmp_path)])
+                     "--train-per-class", "2", "--n-eval", "0", "--out", str(tmp_path)])
     meta = read_metadata(tmp_path / "ddpm_full.safetensors")
     assert meta["model_config"]["width"] == 128 and meta["model_config"]["width_mult"] == [1, 2, 2, 2]
     assert len(meta["metrics"]["classes"]) == 10 and meta["metrics"]["ema_decay"] == 0.9999
