@@ -46,6 +46,28 @@ def test_training_script_ships_ema_weights_with_a_reproducible_check(tools, tmp_
     assert all(torch.equal(v, again[k]) for k, v in model.state_dict().items())
 
 
+def test_judge_shipped_rewrites_only_the_judge_metrics_of_a_shipped_ddpm(tools, tmp_path):
+    """--judge-shipped, for a file whose training run is gone: new judge metrics at the asked
+    sample count and weights; tensors, checksum entry and every other recorded fact kept."""
+    import train_ddpm
+    train_ddpm.main([*TINY, "--n-eval", "2", "--judge-guidance", "2", "--out", str(tmp_path)])
+    (tmp_path / "ddpm_cpu-run.pt").unlink()
+    path = tmp_path / "ddpm_cpu.safetensors"
+    before, weights = read_metadata(path)["metrics"], load_weights(path, UNet, UNetConfig).state_dict()
+    train_ddpm.main(["--judge-shipped", "--n-eval", "6", "--out", str(tmp_path)])
+    after = read_metadata(path)["metrics"]
+    assert not (tmp_path / "ddpm_cpu-run.pt").exists()          # nothing was trained
+    assert set(after["judge"]) == {"1.0", "2.0"}                  # the default weights, both judged
+    assert all(s["n_eval"] == 6 and s["n_reference"] == 6 for s in after["judge"].values())
+    assert after["judge_seconds"] > 0 and after["judge_threads"] >= 1
+    kept = {k: v for k, v in after.items() if k not in ("judge", "judge_seconds", "judge_threads")}
+    assert kept == {k: v for k, v in before.items() if k != "judge"}
+    again = load_weights(path, UNet, UNetConfig).state_dict()   # checksum updated, tensors the same
+    assert all(torch.equal(v, again[k]) for k, v in weights.items())
+    with pytest.raises(SystemExit, match="--n-eval"):
+        train_ddpm.main(["--judge-shipped", "--n-eval", "0", "--out", str(tmp_path)])
+
+
 def test_cvae_script_ships_weights_with_bits_per_dim(tools, tmp_path):
     import train_cvae
     args = [*TINY, "--n-eval", "0", "--out", str(tmp_path)]

@@ -4,6 +4,7 @@
     python tools/train_ddpm.py --epochs 10 --threads 1 --name ddpm_ten_class \
         --classes airplane automobile bird cat deer dog frog horse ship truck    # the ten-class file
     python tools/train_ddpm.py --epochs 1 --max-steps 2 --n-eval 20 --out /tmp/d   # a smoke run
+    python tools/train_ddpm.py --name ddpm_ten_class --judge-shipped --n-eval 2000   # judge a shipped file again
     torchrun --nproc_per_node 8 tools/train_ddpm.py --profile full      # Ho et al.'s run, 8 GPUs
 
 Under torchrun `--batch-size` is the global batch (each of the N processes takes 1/N of it).
@@ -16,8 +17,10 @@ The EMA weights are shipped; the file's metadata records the run, the diffusion 
 the held-out loss (`Diffusion.heldout_loss` on the test images of its classes, seed 0), which
 the tests reproduce on a subset, and chapter 05's judge metrics for its classes (`--n-eval`
 samples, DDIM-50 with eta 1, seed 0, unguided and with guidance w = 2 as chapter 05 samples;
-`--judge-guidance` picks the weights: the ten-class file was judged at w = 2 only, on 1,000
-samples, as its 2,000-sample judging at both weights would have taken 36 minutes on one thread).
+`--judge-guidance` picks the weights). `--judge-shipped` trains nothing: it judges the shipped
+file `<out>/<name>.safetensors` again (its stored diffusion config, its classes) and rewrites
+only its judge metrics, keeping its tensors and every other recorded fact, for a file whose
+training run is gone (the ten-class file was first judged on 1,000 samples at w = 2 only).
 `checkpoints/ddpm_ten_class.safetensors` is the same recipe on all ten classes, trained for as
 many steps (10 epochs of 49,000 images); chapter 04 shows its samples of every class.
 """
@@ -48,8 +51,12 @@ def main(argv=None) -> None:
     p.add_argument("--n-eval", type=int, default=2000, help="samples for the judge metrics (0: none)")
     p.add_argument("--judge-guidance", type=float, nargs="+", default=[1.0, 2.0],
                    help="guidance weights to judge at (chapter 05: 1 and 2)")
+    p.add_argument("--judge-shipped", action="store_true",
+                   help="train nothing: judge <out>/<name>.safetensors again and rewrite its judge metrics")
     args = p.parse_args(argv)
     device = start(args)
+    if args.judge_shipped:
+        return judge_shipped(args, device)
     train, val, test = class_splits(args.classes, args.train_per_class, P.val_per_class)
     dcfg = DiffusionConfig.course(P.diffusion.T)
     diffusion = Diffusion(dcfg).to(device)
@@ -73,11 +80,45 @@ def main(argv=None) -> None:
                "diffusion": asdict(dcfg), "steps": history.steps,
                "ema_decay": args.ema_decay}
     if args.n_eval:   # chapter 05's protocol, unguided and with its guidance weight
-        metrics["judge"] = {str(w): judge_metrics(
-            lambda y, g, w=w: diffusion.ddim_sample(shipped, len(y), y, steps=50, eta=1.0, guidance=w, generator=g),
-            args.classes, args.n_eval, device) for w in args.judge_guidance}
-        metrics["sampler"] = "DDIM-50, eta 1, seed 0"
+        metrics |= judge(shipped, diffusion, args, device)
     ship(shipped, args, history, metrics, f"held-out loss {heldout:.4f} on {len(test)} test images")
+
+
+def judge(model: UNet, diffusion: Diffusion, args, device) -> dict:
+    """{"judge": {str(w): chapter 05's judge scores at guidance w}, "sampler": ...} on args.n_eval
+    samples of args.classes for each w in args.judge_guidance."""
+    return {"judge": {str(w): judge_metrics(
+        lambda y, g, w=w: diffusion.ddim_sample(model, len(y), y, steps=50, eta=1.0, guidance=w, generator=g),
+        args.classes, args.n_eval, device) for w in args.judge_guidance},
+        "sampler": "DDIM-50, eta 1, seed 0"}
+
+
+def judge_shipped(args, device) -> None:
+    """Judge the shipped file <out>/<name>.safetensors again, on its own classes and diffusion
+    config, and rewrite it with the new judge metrics (tensors, storage and other facts unchanged)."""
+    import time
+
+    import torch
+
+    from cvae_lib.weights import export_weights, load_weights, read_metadata
+
+    path = args.out / f"{args.name}.safetensors"
+    meta = read_metadata(path)
+    if not args.n_eval:
+        raise SystemExit("--judge-shipped needs --n-eval > 0 samples to judge")
+    model = load_weights(path, UNet, UNetConfig).to(device)       # checksum-verified
+    metrics = meta["metrics"]
+    args.classes = metrics["classes"]
+    diffusion = Diffusion(DiffusionConfig(**metrics["diffusion"])).to(device)
+    start_time = time.perf_counter()
+    new = judge(model, diffusion, args, device)
+    metrics |= new | {"judge_seconds": round(time.perf_counter() - start_time, 1),
+                      "judge_threads": torch.get_num_threads()}
+    storage = {"as trained": None, "float16": torch.float16}[meta["storage"]]
+    export_weights(model, path, metrics, dtype=storage)
+    for w, s in new["judge"].items():
+        print(f"w = {w}: class accuracy {s['acc']:.3f}, FD {s['fd']:.1f}, KID {s['kid']:.2f} on {s['n_eval']} samples")
+    print(f"judged in {metrics['judge_seconds'] / 60:.1f} min; rewrote {path}")
 
 
 if __name__ == "__main__":
