@@ -11,8 +11,10 @@ Writes, under build/ (or --out):
     course.md                  a run report: profile, device, run time per notebook
 Stops at the first notebook that fails and says which cell.
 
-A chapter that needs an earlier chapter's models calls `ensure_runs`, which runs the missing
-chapters first (in a separate process, same profile), so any notebook can be opened first.
+A chapter that needs another chapter's models calls `ensure_runs`, which runs the missing
+chapters first (in a separate process, same profile, same clone and output folder), so any
+notebook can be opened first. A chapter that ran that way during a course run (chapter 05
+needs chapter 06's prior) is not run a second time: its time is in the chapter that asked.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ def ensure_runs(needed: dict[str, str], runs_dir: str | os.PathLike, *, runner=N
     for ch in chapters:
         files = ", ".join(n for n, c in missing.items() if c == ch)
         print(f"{files} not found in {runs_dir}: running chapter {ch} first to train it "
-              f"(its executed copy goes to build/notebooks)", flush=True)
+              f"(its executed copy goes to {os.environ.get('CVAE_COURSE_OUT', 'build')}/notebooks)", flush=True)
         if run(ch) != 0:
             raise RuntimeError(f"chapter {ch} failed, so its models ({files}) are missing; open "
                                f"notebooks/{ch}_*.ipynb and run it to see why")
@@ -104,7 +106,8 @@ def write_report(out: Path, profile, info: dict, rows: list[tuple[str, float]]) 
               f"Device: {info['device']}" + (f" ({info['gpu']})" if "gpu" in info else "")
               + f", torch {info['torch']}, {info['cpu_threads']} CPU threads.", "",
               "| notebook | run time |", "|---|---|"]
-    report += [f"| [{name}](notebooks/{name}) | {s / 60:.1f} min |" for name, s in rows]
+    report += [f"| [{name}](notebooks/{name}) | " + (f"{s / 60:.1f} min |" if s is not None else
+               "run by an earlier chapter's ensure_runs; its time is in that chapter's |") for name, s in rows]
     figures = sorted((out / "figures").glob("*.png"))
     tables = sorted((out / "tables").glob("*.md"))
     report += ["", f"{len(figures)} figures in [figures/](figures/)."]
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("only", nargs="*", help="chapter prefixes to run, e.g. 00 01")
-    parser.add_argument("--out", default=None, help="output folder (default: build/ in the course folder)")
+    parser.add_argument("--out", default=os.environ.get("CVAE_COURSE_OUT"),
+                        help="output folder (default: $CVAE_COURSE_OUT, else build/ in the course folder)")
     parser.add_argument("--root", default=None, help="the course clone (default: see course_root)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--no-report", action="store_true", help="do not write course.md (nested runs)")
@@ -140,18 +144,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {profile.name} ({profile.summary}); device {info['device']}; "
           f"{len(notebooks)} notebooks -> {out}", flush=True)
     rows = []
-    for path in notebooks:
-        print(f"  {path.name} ...", end=" ", flush=True)
-        try:
-            seconds = run_notebook(path, out, args.timeout)
-        except CellExecutionError as e:
-            print(f"FAILED\n{e}\nThe partly executed notebook is in {out / 'notebooks' / path.name}")
-            return 1
-        rows.append((path.name, seconds))
-        print(f"{seconds:.0f} s", flush=True)
+    started = time.time()
+    # chapters that ensure_runs starts from inside a notebook use this clone and output folder
+    nested = {"CVAE_COURSE_DIR": str(root), "CVAE_COURSE_OUT": str(out)}
+    saved = {k: os.environ.get(k) for k in nested}
+    os.environ.update(nested)
+    try:
+        for path in notebooks:
+            print(f"  {path.name} ...", end=" ", flush=True)
+            copy = out / "notebooks" / path.name
+            if copy.exists() and copy.stat().st_mtime >= started:   # a nested run wrote it just now
+                print("already run by an earlier chapter (its time is in that chapter's)", flush=True)
+                rows.append((path.name, None))
+                continue
+            try:
+                seconds = run_notebook(path, out, args.timeout)
+            except CellExecutionError as e:
+                print(f"FAILED\n{e}\nThe partly executed notebook is in {copy}")
+                return 1
+            rows.append((path.name, seconds))
+            print(f"{seconds:.0f} s", flush=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     if not args.no_report:
         report = write_report(out, profile, info, rows)
-        print(f"done: {sum(s for _, s in rows) / 60:.1f} min in all; report in {report}")
+        print(f"done: {sum(s for _, s in rows if s is not None) / 60:.1f} min in all; report in {report}")
     return 0
 
 if __name__ == "__main__":

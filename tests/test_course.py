@@ -78,3 +78,37 @@ def test_the_runner_reports_each_chapter_and_keeps_a_failed_one_to_read(tmp_path
     assert "01_broken.ipynb ... FAILED" in printed and "ZeroDivisionError" in printed
     broken = nbformat.read(out / "notebooks" / "01_broken.ipynb", as_version=4)   # kept, partly run
     assert broken.cells[1].outputs[0]["ename"] == "ZeroDivisionError" and not broken.cells[2].outputs
+
+
+def test_a_chapter_run_by_another_chapters_ensure_runs_is_not_run_twice(tmp_path, capfd, monkeypatch):
+    """Chapter 05 needs chapter 06's prior: in a course run, 06 runs once (inside 05, into the same
+    --out folder of the same clone), and the report says where its time went."""
+    import nbformat
+
+    from cvae_lib.course import main
+
+    (tmp_path / "notebooks").mkdir()
+    runs, log = tmp_path / "runs", tmp_path / "ran.txt"
+    cell = nbformat.v4.new_code_cell
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell(
+        f"from cvae_lib.course import ensure_runs\nensure_runs({{'prior.pt': '01'}}, {str(runs)!r})")]),
+        tmp_path / "notebooks" / "00_needs.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell(
+        f"from pathlib import Path\nPath({str(runs)!r}).mkdir(exist_ok=True)\n"
+        f"(Path({str(runs)!r}) / 'prior.pt').write_bytes(b'x')\n"
+        f"with open({str(log)!r}, 'a') as f: f.write('01\\n')")]),
+        tmp_path / "notebooks" / "01_makes.ipynb")
+    monkeypatch.setenv("CVAE_PROFILE", "smoke")
+    monkeypatch.delenv("CVAE_COURSE_DIR", raising=False)
+    out = tmp_path / "build"
+    assert main(["--root", str(tmp_path), "--out", str(out)]) == 0
+    printed = capfd.readouterr().out
+    assert log.read_text() == "01\n"                                       # once, not twice
+    assert (out / "notebooks" / "01_makes.ipynb").exists()                  # the nested copy, in --out
+    assert "01_makes.ipynb ... already run by an earlier chapter" in printed
+    assert "| [01_makes.ipynb](notebooks/01_makes.ipynb) | run by an earlier chapter's ensure_runs" in (
+        out / "course.md").read_text()
+    import os
+    assert "CVAE_COURSE_OUT" not in os.environ and "CVAE_COURSE_DIR" not in os.environ   # nothing leaks
+    assert main(["--root", str(tmp_path), "--out", str(out), "01"]) == 0    # a later run runs it again
+    assert log.read_text() == "01\n01\n"
