@@ -25,7 +25,7 @@
 # | profile | measured run time of this notebook |
 # |---|---|
 # | smoke (CI) | 7 s (2-core CPU, `make course`, data already cached) |
-# | cpu | 7 s; about 15 s the first time (it decodes the 60,000 images once) |
+# | cpu | 7 s; about 15 s the first time (it decodes the 60,000 images once; 27 s on a 2-core AMD EPYC VM) |
 #
 # **Where to run the course**
 # - *Laptop*: `make course` (or `make lab` to open JupyterLab) from the repository root.

@@ -34,7 +34,7 @@
 # | profile | measured run time (2 shared CPU cores) | what it trains |
 # |---|---|---|
 # | smoke | 12 s (`make course`, idle 2-core CPU) | tiny models, a few steps: proves the notebook runs; loads the shipped VAE |
-# | cpu | 3.0 min (177 s, `make course` on an idle 2-core CPU) | one VAE for 300 steps of 64 images and five small side runs; then the same VAE trained for 46 minutes (shipped) |
+# | cpu | 3.0 min (177 s, `make course` on an idle 2-core CPU; 3.5 min, 209 s, on an idle 2-core AMD EPYC VM (AVX-512, no AMX, so fp32)) | one VAE for 300 steps of 64 images and five small side runs; then the same VAE trained for 46 minutes (shipped) |
 # | gpu | estimated, not measured: 5.1 min on a T4 (`python -m cvae_lib.compute`) | a 64-channel VAE for 60 epochs, the side runs for 10 |
 #
 # Exercise: `exercises/ex02_vae.ipynb` (reparameterisation, KL, ELBO in bits/dim).

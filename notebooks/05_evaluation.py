@@ -40,7 +40,7 @@
 # | profile | run time (2-core CPU), with chapters 01-04 and 06 already run | samples per model |
 # |---|---|---|
 # | smoke | 25 s | 20 |
-# | cpu | 5.2 min (310 s, `python -m cvae_lib.course 05` on an idle 2-core CPU, earlier chapters' runs cached); with `CVAE_FID=1` 9.6 min (577 s, the test images' Inception features already cached) | 200 |
+# | cpu | 5.2 min (310 s, `python -m cvae_lib.course 05` on an idle 2-core CPU, earlier chapters' runs cached); with `CVAE_FID=1` 9.6 min (577 s, the test images' Inception features already cached); 6.6 min, 393 s, without FID on an idle 2-core AMD EPYC VM (AVX-512, no AMX, so fp32), plus 10 min for chapter 06, which `ensure_runs` runs first in a clean `make course` | 200 |
 # | gpu | estimated, not measured: 1.0 min on a T4 (`python -m cvae_lib.compute`), with FID | 2,000 |
 #
 # Exercise: `exercises/ex05_frechet.ipynb` (write the Frechet distance yourself).

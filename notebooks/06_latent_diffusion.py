@@ -36,7 +36,7 @@
 # | profile | measured run time (2-core CPU) | what it trains |
 # |---|---|---|
 # | smoke | 8 s (`make course`, idle 2-core CPU) | a tiny prior for 6 steps, T = 100 (proves the notebook runs) |
-# | cpu | 6.8 min (406 s, `make course` on an idle 2-core CPU; 4.5 min of it train the prior) | a 6.5M-parameter prior, 1,000 steps of 64 latent grids of airplanes and frogs; then the shipped prior, trained longer |
+# | cpu | 6.8 min (406 s, `make course` on an idle 2-core CPU; 4.5 min of it train the prior; 10.0 min, 597 s, on an idle 2-core AMD EPYC VM (AVX-512, no AMX, so fp32)) | a 6.5M-parameter prior, 1,000 steps of 64 latent grids of airplanes and frogs; then the shipped prior, trained longer |
 # | gpu | estimated, not measured: 4.6 min on a T4 (`python -m cvae_lib.compute`) | the same prior on all ten classes for 25 epochs |
 #
 # Exercise: `exercises/ex06_latent_diffusion.ipynb` (scaling the latents, one guided step in
