@@ -83,6 +83,8 @@ def test_the_runner_reports_each_chapter_and_keeps_a_failed_one_to_read(tmp_path
 def test_a_chapter_run_by_another_chapters_ensure_runs_is_not_run_twice(tmp_path, capfd, monkeypatch):
     """Chapter 05 needs chapter 06's prior: in a course run, 06 runs once (inside 05, into the same
     --out folder of the same clone), and the report says where its time went."""
+    import os
+
     import nbformat
 
     from cvae_lib.course import main
@@ -108,7 +110,6 @@ def test_a_chapter_run_by_another_chapters_ensure_runs_is_not_run_twice(tmp_path
     assert "01_makes.ipynb ... already run by an earlier chapter" in printed
     assert "| [01_makes.ipynb](notebooks/01_makes.ipynb) | run by an earlier chapter's ensure_runs" in (
         out / "course.md").read_text()
-    import os
     assert "CVAE_COURSE_OUT" not in os.environ and "CVAE_COURSE_DIR" not in os.environ   # nothing leaks
     assert main(["--root", str(tmp_path), "--out", str(out), "01"]) == 0    # a later run runs it again
     assert log.read_text() == "01\n01\n"

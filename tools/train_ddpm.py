@@ -103,11 +103,11 @@ def judge_shipped(args, device) -> None:
 
     from cvae_lib.weights import export_weights, load_weights, read_metadata
 
-    path = args.out / f"{args.name}.safetensors"
-    meta = read_metadata(path)
     if not args.n_eval:
         raise SystemExit("--judge-shipped needs --n-eval > 0 samples to judge")
-    model = load_weights(path, UNet, UNetConfig).to(device)       # checksum-verified
+    path = args.out / f"{args.name}.safetensors"
+    model = load_weights(path, UNet, UNetConfig).to(device)       # checksum-verified; names a missing file
+    meta = read_metadata(path)
     metrics = meta["metrics"]
     args.classes = metrics["classes"]
     diffusion = Diffusion(DiffusionConfig(**metrics["diffusion"])).to(device)
@@ -115,8 +115,8 @@ def judge_shipped(args, device) -> None:
     new = judge(model, diffusion, args, device)
     metrics |= new | {"judge_seconds": round(time.perf_counter() - start_time, 1),
                       "judge_threads": torch.get_num_threads()}
-    storage = {"as trained": None, "float16": torch.float16}[meta["storage"]]
-    export_weights(model, path, metrics, dtype=storage)
+    stored = None if meta["storage"] == "as trained" else getattr(torch, meta["storage"])   # e.g. float16
+    export_weights(model, path, metrics, dtype=stored)
     for w, s in new["judge"].items():
         print(f"w = {w}: class accuracy {s['acc']:.3f}, FD {s['fd']:.1f}, KID {s['kid']:.2f} on {s['n_eval']} samples")
     print(f"judged in {metrics['judge_seconds'] / 60:.1f} min; rewrote {path}")
