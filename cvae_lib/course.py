@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from .files import course_root
 
@@ -147,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     # chapters that ensure_runs starts from inside a notebook use this clone and output folder
     nested = {"CVAE_COURSE_DIR": str(root), "CVAE_COURSE_OUT": str(out)}
-    saved = {k: os.environ.get(k) for k in nested}
-    os.environ.update(nested)
-    try:
+    with mock.patch.dict(os.environ, nested):           # restored afterwards, also on failure
         for path in notebooks:
             print(f"  {path.name} ...", end=" ", flush=True)
             copy = out / "notebooks" / path.name
@@ -164,12 +163,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             rows.append((path.name, seconds))
             print(f"{seconds:.0f} s", flush=True)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     if not args.no_report:
         report = write_report(out, profile, info, rows)
         print(f"done: {sum(s for _, s in rows if s is not None) / 60:.1f} min in all; report in {report}")
