@@ -69,8 +69,14 @@ def amp_dtype(device: torch.device | str, mode: str = "auto") -> torch.dtype | N
     (compute capability 8.0 and later: A100, L4, H100, RTX 30xx on) and on AMX CPUs; fp16 on the
     older tensor-core GPUs (7.x: V100, T4, RTX 20xx), where bf16 is only emulated and slow; fp32
     elsewhere. `fit` pairs fp16 with a gradient scaler (`grad_scaler`), which bf16 does not need.
+    The environment variable `CVAE_AMP` (same values) replaces "auto" everywhere: `CVAE_AMP=off`
+    on an AMX CPU trains in fp32, as the course's printed numbers were measured.
     """
     device = torch.device(device)
+    if mode == "auto" and os.environ.get("CVAE_AMP", "auto") != "auto":
+        mode = os.environ["CVAE_AMP"]
+        if mode not in ("bf16", "fp16", "off"):
+            raise ValueError(f"CVAE_AMP must be 'auto', 'bf16', 'fp16' or 'off', got {mode!r}")
     if mode == "off":
         return None
     if mode in ("bf16", "fp16"):

@@ -33,6 +33,16 @@ def test_a_compiled_bf16_channels_last_fit_on_the_cpu_checkpoints_the_plain_modu
     torch.testing.assert_close(ema_again(x), ema.model(x))
 
 
+def test_cvae_amp_replaces_auto_but_not_an_explicit_mode(monkeypatch):
+    monkeypatch.setenv("CVAE_AMP", "off")
+    assert amp_dtype("cpu") is None and amp_dtype("cpu", "bf16") is torch.bfloat16
+    monkeypatch.setenv("CVAE_AMP", "bf16")
+    assert amp_dtype("cpu") is torch.bfloat16 and amp_dtype("cpu", "off") is None
+    monkeypatch.setenv("CVAE_AMP", "fp32")
+    with pytest.raises(ValueError, match="CVAE_AMP"):
+        amp_dtype("cpu")
+
+
 def test_bf16_autocast_runs_the_models_in_bf16_and_the_losses_in_fp32():
     assert amp_dtype("cpu", "bf16") is torch.bfloat16 and amp_dtype("cpu", "off") is None
     model = Autoencoder(AEConfig(latent_dim=8, width=8))
