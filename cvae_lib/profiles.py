@@ -103,16 +103,16 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu", summary="a laptop CPU: real CIFAR-10, small models, minutes per notebook",
         val_per_class=100, test_per_class=None, n_samples=100, n_eval=200,
-        ae=RunSize(train_per_class=None, epochs=6, batch_size=128, width=16),
-        vae=RunSize(train_per_class=None, epochs=4, batch_size=64, max_steps=75, width=32),
-        cvae=RunSize(train_per_class=None, epochs=4, batch_size=46, max_steps=150, width=32),
-        vae_side=RunSize(train_per_class=None, epochs=2, batch_size=64, max_steps=50, width=16),
+        ae=RunSize(train_per_class=None, epochs=2, batch_size=128, width=16),
+        vae=RunSize(train_per_class=None, epochs=4, batch_size=64, max_steps=60, width=32),
+        cvae=RunSize(train_per_class=None, epochs=4, batch_size=46, max_steps=80, width=32),
+        vae_side=RunSize(train_per_class=None, epochs=2, batch_size=64, max_steps=35, width=16),
         cvae_one_class=RunSize(train_per_class=None, epochs=2, batch_size=46, max_steps=40, width=32),
         cvae_one_per_class=RunSize(train_per_class=1, epochs=12, batch_size=46, width=32),
         cvae_hundred_per_class=RunSize(train_per_class=100, epochs=8, batch_size=46, width=32),
-        ddpm=RunSize(train_per_class=None, epochs=6, batch_size=32, width=16),
-        diffusion=DiffusionRun(n_ddpm=4, n_grid=10, ema_decay=0.98),  # 1,838 steps; EMA horizon ~50
-        ldm=RunSize(train_per_class=None, epochs=10, batch_size=64, max_steps=100, width=64),  # 1,000 steps
+        ddpm=RunSize(train_per_class=None, epochs=2, batch_size=32, width=16),
+        diffusion=DiffusionRun(n_ddpm=4, n_grid=10, ema_decay=0.98),  # 614 steps; EMA horizon ~50
+        ldm=RunSize(train_per_class=None, epochs=10, batch_size=64, max_steps=50, width=64),   # 500 steps
         latent=LatentRun(n_grid=10, ema_decay=0.99),                   # EMA horizon ~100 steps
     ),
     # Sized on paper for a T4 (Colab's free GPU): every chapter's estimate by cvae_lib.compute stays

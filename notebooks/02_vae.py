@@ -34,7 +34,7 @@
 # | profile | measured run time (2 shared CPU cores) | what it trains |
 # |---|---|---|
 # | smoke | 12 s (`make course`, idle 2-core CPU) | tiny models, a few steps: proves the notebook runs; loads the shipped VAE |
-# | cpu | 3.0 min (177 s, `make course` on an idle 2-core CPU; 3.5 min, 209 s, on an idle 2-core AMD EPYC VM (AVX-512, no AMX, so fp32)) | one VAE for 300 steps of 64 images and five small side runs; then the same VAE trained for 46 minutes (shipped) |
+# | cpu | 4.6 and 3.3 min (273 s and 198 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM) | one VAE for 240 steps of 64 images and five small side runs; then the same VAE trained for 46 minutes (shipped) |
 # | gpu | estimated, not measured: 5.1 min on a T4 (`python -m cvae_lib.compute`) | a 64-channel VAE for 60 epochs, the side runs for 10 |
 #
 # Exercise: `exercises/ex02_vae.ipynb` (reparameterisation, KL, ELBO in bits/dim).
@@ -278,8 +278,8 @@ for name, m in [("main (logistic)", model)] + list(side.items()):
     print(f"{name:22s} {active_units(m, x_probe):>8d}   {evaluate(m, vae_loss, test_side)['kl']:>12.1f}")
 
 # %% [markdown]
-# A higher $\beta$ switches dimensions off: the KL falls (in our cpu-profile run, to about a
-# third of the $\beta = 1$ mixture's), and so does what $z$ knows about the image. The study's
+# A higher $\beta$ switches dimensions off: the KL falls (in our cpu-profile run, to under
+# half of the $\beta = 1$ mixture's), and so does what $z$ knows about the image. The study's
 # BCE also leaves many dimensions nearly unused: its reconstruction term is weak next to the KL.
 # Warm-up and free bits push the other way: they keep dimensions in use in the early phase,
 # where a strong decoder would otherwise learn to ignore $z$ (with short runs the gain is
@@ -325,12 +325,12 @@ save_figure(fig, "02_samples_longer")
 
 # %% [markdown]
 # In the cpu profile the longer run (46 minutes on one thread) improves the test bound from
-# about 6.97 to 6.13 bits/dim, and its code carries twice the information (a KL of about 186
+# about 7.08 to 6.13 bits/dim, and its code carries twice the information (a KL of about 186
 # nats per image against 93). The samples show it: sky-over-ground and water scenes, dark or
 # coloured objects against a background, some bird- and plane-like silhouettes, where the short
 # run gives grey-brown blobs. Still no recognisable object in most of them. More training helps
 # this model less than chapter 03's changes do (a spatial latent, a better likelihood and the
-# label reach below 5 bits/dim in under a minute of the same CPU): the next chapter's lesson.
+# label reach about 5.5 bits/dim in about a minute of the same CPU): the next chapter's lesson.
 #
 # ## 8. Exploring the latent space
 #

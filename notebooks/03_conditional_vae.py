@@ -28,7 +28,7 @@
 # | profile | measured run time (2 shared CPU cores) | what it trains |
 # |---|---|---|
 # | smoke | 22 s (`make course`, with one other job on the 2 cores; 12 s idle before the ten-class CVAE's grids and explorers) | tiny models, a few steps: proves the notebook runs |
-# | cpu | 4.2 min (255 s, `python -m cvae_lib.course 03` on an idle 2-core CPU with AMX, so in bf16; 5.1 min on a 2-core AVX2 CPU in fp32; about 3x longer when other jobs share the cores) | seven short runs of 0.5 to 2 minutes, the study-budget models and the ten-class CVAE loaded (its grids and explorers take seconds; the time was measured before they were added; 6.9 min, 414 s, with them on an idle 2-core AMD EPYC VM (AVX-512, no AMX, so fp32)), then the evaluation on all 10,000 test images |
+# | cpu | 7.3 and 6.7 min (436 s and 403 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM) | seven short runs of 15 s to 1.3 minutes, the study-budget models and the ten-class CVAE loaded, then the evaluation on all 10,000 test images |
 # | gpu | estimated, not measured: 5.8 min on a T4 (`python -m cvae_lib.compute`) | the study's model: 100 epochs per one-class run, 200 on 100 per class, 20 on all classes |
 #
 # Exercise: `exercises/ex03_conditional_vae.ipynb` (label conditioning, the class grid).

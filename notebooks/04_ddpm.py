@@ -32,7 +32,7 @@
 # | profile | measured run time (2-core CPU) | what it trains |
 # |---|---|---|
 # | smoke | 100 s (`make course`, idle 2-core CPU; about 40 s of it for the shipped ten-class DDPM's 40 guided samples) | a tiny U-Net for 8 steps, T = 100, then the shipped network (proves the notebook runs) |
-# | cpu | 8.5 min (452 s, `make course` on an idle 2-core CPU, before the ten-class section; 9.8 min, 590 s, on an idle 2-core AMD EPYC VM (AVX-512, no AMX, so fp32), of which the ten-class section's 60 guided DDIM-50 samples took 21 s) | a 0.28M-parameter U-Net, 6 epochs over 9,800 airplanes and frogs (1,838 steps of 32); then samples from the same network trained for 12,280 steps (shipped), and from the ten-class one (15,320 steps, shipped) |
+# | cpu | 5.2 and 7.3 min (309 s and 437 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; about 25 s of it for the ten-class section's 60 guided DDIM-50 samples) | a 0.28M-parameter U-Net, 2 epochs over 9,800 airplanes and frogs (614 steps of 32); then samples from the same network trained for 12,280 steps (shipped), and from the ten-class one (15,320 steps, shipped) |
 # | gpu | estimated, not measured: 6.1 min on a T4 (`python -m cvae_lib.compute`) | a 32-channel U-Net (1.1M parameters) for 30 epochs on all ten classes |
 #
 # Exercise: `exercises/ex04_ddpm.ipynb` (the forward process, the loss, one reverse step).
@@ -402,9 +402,9 @@ save_figure(fig, "04_samples")
 # Be honest about what you see. In the cpu profile these come from the shipped run (12,280
 # steps, 71 minutes on one CPU thread): many airplanes are recognisable shapes, a fuselage and
 # wings against the sky, while most frogs are still green-brown texture around a darker blob.
-# The model you trained above in about 6 minutes (the first row of the comparison in section
-# 6) gets each class's colours and layout but rarely a shape, the state in which the study's
-# DDPM "produced noise". Its loss was already low, because most of the loss is easy, large-$t$
+# The model you trained above in about 3 minutes (the first row of the comparison in section
+# 6) gets each class's colours (greens and browns, sky blues) but no shape, only texture: the
+# state in which the study's DDPM "produced noise". Its loss was already low, because most of the loss is easy, large-$t$
 # denoising; the details need far more steps: the paper trained for 800,000 steps of 128
 # images (FID 3.17), public reproductions reach FID ~9 after 47,000. Chapter 05 measures how
 # far these samples are from real ones.

@@ -40,7 +40,7 @@
 # | profile | run time (2-core CPU), with chapters 01-04 and 06 already run | samples per model |
 # |---|---|---|
 # | smoke | 25 s | 20 |
-# | cpu | 5.2 min (310 s, `python -m cvae_lib.course 05` on an idle 2-core CPU, earlier chapters' runs cached); with `CVAE_FID=1` 9.6 min (577 s, the test images' Inception features already cached); 6.6 min, 393 s, without FID on an idle 2-core AMD EPYC VM (AVX-512, no AMX, so fp32), plus 10 min for chapter 06, which `ensure_runs` runs first in a clean `make course` | 200 |
+# | cpu | 6.9 and 7.6 min (415 s and 458 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM, not counting chapter 06, which `ensure_runs` runs first in a clean `make course`); `CVAE_FID=1` adds about 4.4 min with the test images' Inception features cached (measured with an earlier, longer cpu profile) | 200 |
 # | gpu | estimated, not measured: 1.0 min on a T4 (`python -m cvae_lib.compute`), with FID | 2,000 |
 #
 # Exercise: `exercises/ex05_frechet.ipynb` (write the Frechet distance yourself).
@@ -389,11 +389,13 @@ display(Markdown(markdown_table(rows) + "\n" + note))
 #   covering every test image a little, not drawing any image well (chapter 03).
 # - **FID mostly agrees with the judge's FD on the order, not on the scale.** With `CVAE_FID=1` in
 #   the cpu profile (200 samples per model against the 2,000 test images; 4.4 extra minutes on
-#   2 cores with the test images' features cached, 5.3 more the first time, on one core), the
-#   run behind this text gave: real held-out images 101.0, shipped latent diffusion 154.3,
+#   2 cores with the test images' features cached, 5.3 more the first time, on one core), a
+#   run with an earlier, longer cpu profile (chapter 04's DDPM trained for 1,838 steps, chapter
+#   06's prior for 1,000, the study's recipe for 600; the shipped rows are the same models and
+#   samples as in the table above) gave: real held-out images 101.0, shipped latent diffusion 154.3,
 #   shipped guided DDPM 160.2, shipped DDPM 165.5, chapter 06's guided run 180.8, shipped CVAE
-#   219.4, chapter 04's run 227.2, the study's recipe 446.4. One pair swaps: the judge's FD puts
-#   chapter 04's run (84) well ahead of the shipped CVAE (129), while ImageNet features, which
+#   219.4, chapter 04's run 227.2, the study's recipe 446.4. One pair swaps: the judge's FD put
+#   that chapter 04 run (84) well ahead of the shipped CVAE (129), while ImageNet features, which
 #   see little in 32x32 images, put them close together. At N = 200 even real images score
 #   about 100 (the bias of the covariance estimate): only differences to that row mean anything,
 #   and published CIFAR-10 FIDs (50,000 samples) are not comparable with these. The one check
@@ -559,10 +561,11 @@ save_table(calibration, "05_calibration", f"Profile `{P.name}`; {len(x_test)} te
 #   given the wrong data range, whatever the images.
 # - **Likelihood, reconstruction and samples rank models differently.** In the cpu-profile
 #   run behind this text, the CVAE improved for bits/dim had the best bits/dim and the
-#   shipped CVAE the best reconstructions, while every DDPM row beat every CVAE row on the
+#   shipped CVAE the best reconstructions of the VAEs (the LDM's first stage, an autoencoder
+#   built for reconstruction, beats it), while every DDPM row beat every CVAE row on the
 #   judge's FD, KID and class accuracy. Which is "better" depends on what you need.
 # - **At a similar training budget the diffusion model still wins on samples.** The DDPM of
-#   chapter 04 (6 to 9 CPU minutes) beat the shipped CVAE (about 11 CPU minutes) on all
+#   chapter 04 (about 3 CPU minutes) beat the shipped CVAE (about 11 CPU minutes) on all
 #   three sample metrics; about seven times more steps (the shipped DDPM) and guidance
 #   improved it further. The price is sampling: 50 U-Net calls per image, hundreds of times slower than
 #   one decoder call.
@@ -571,8 +574,9 @@ save_table(calibration, "05_calibration", f"Profile `{P.name}`; {len(x_test)} te
 #   rows of the cpu-profile table: the shipped model, with guidance, FD 34 and four samples in
 #   five called the right class by the judge, at its first stage's ceiling (the judge's
 #   accuracy on its reconstructions, section 8), for 72 CPU minutes of prior training, about
-#   what the shipped pixel DDPM had (71 minutes: FD 71, 50%). Chapter 06's own 6-minute prior
-#   (57%, FD 57) beats chapter 04's own 9-minute DDPM (32%, FD 84). The calibration in section 8
+#   what the shipped pixel DDPM had (71 minutes: FD 71, 50%). Chapter 06's own 3-minute prior
+#   (guided: 43%, FD 91, KID 3.7) beats chapter 04's own 3-minute DDPM (28%, FD 103, KID 4.7) on
+#   all three. The calibration in section 8
 #   shows why the first stage needed its adversarial term.
 # - **Everything generated is still far from real.** Real held-out images score an FD of about
 #   20 and a class accuracy near the judge's own; the best samples are several times further

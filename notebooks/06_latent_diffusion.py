@@ -36,7 +36,7 @@
 # | profile | measured run time (2-core CPU) | what it trains |
 # |---|---|---|
 # | smoke | 8 s (`make course`, idle 2-core CPU) | a tiny prior for 6 steps, T = 100 (proves the notebook runs) |
-# | cpu | 6.8 min (406 s, `make course` on an idle 2-core CPU; 4.5 min of it train the prior; 10.0 min, 597 s, on an idle 2-core AMD EPYC VM (AVX-512, no AMX, so fp32)) | a 6.5M-parameter prior, 1,000 steps of 64 latent grids of airplanes and frogs; then the shipped prior, trained longer |
+# | cpu | 6.2 and 7.9 min (371 s and 471 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; 3.2 and 4.2 min of it train the prior) | a 6.5M-parameter prior, 500 steps of 64 latent grids of airplanes and frogs; then the shipped prior, trained longer |
 # | gpu | estimated, not measured: 4.6 min on a T4 (`python -m cvae_lib.compute`) | the same prior on all ten classes for 25 epochs |
 #
 # Exercise: `exercises/ex06_latent_diffusion.ipynb` (scaling the latents, one guided step in
@@ -370,7 +370,9 @@ display(Markdown(markdown_table(rows)))
 # real-images row, which is not 0 at this sample size. In the cpu profile (run behind this
 # text): the shipped prior reaches 81% and FD 34.0 at its weight w = 3, against 50% and FD 71
 # for chapter 04's shipped pixel DDPM after a similar number of CPU minutes; your own
-# prior of about 5 minutes reaches about 57% and FD 57 (chapter 04's own run: 32% and FD 84). The
+# prior of about 3 minutes reaches about 43% and FD 91 (chapter 04's own 3-minute run, in
+# chapter 05's table: 28% and FD 103); its airplanes are sky with a pale smudge, its frogs
+# green-brown texture, the shipped prior's have shapes. The
 # guided samples score a little above the ceiling: guidance pulls every sample towards what
 # is typical of its class, while the reconstructions include every hard test image. The
 # ceiling still matters: an earlier first stage, judged only after its last training epoch,
