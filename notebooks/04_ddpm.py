@@ -404,10 +404,10 @@ save_figure(fig, "04_samples")
 # wings against the sky, while most frogs are still green-brown texture around a darker blob.
 # The model you trained above in about 3 minutes (the first row of the comparison in section
 # 6) gets each class's colours (greens and browns, sky blues) but no shape, only texture: the
-# state in which the study's DDPM "produced noise". Its loss was already low, because most of the loss is easy, large-$t$
-# denoising; the details need far more steps: the paper trained for 800,000 steps of 128
-# images (FID 3.17), public reproductions reach FID ~9 after 47,000. Chapter 05 measures how
-# far these samples are from real ones.
+# state in which the study's DDPM "produced noise". Its loss was already low, because most of
+# the loss is easy, large-$t$ denoising; the details need far more steps: the paper trained for
+# 800,000 steps of 128 images (FID 3.17), public reproductions reach FID ~9 after 47,000.
+# Chapter 05 measures how far these samples are from real ones.
 #
 # ### All ten classes (shipped)
 #
