@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import from_unit, to_unit  # the image-range helpers, re-exported for chapter 04
-from .runtime import eval_mode, unwrap
+from .runtime import eval_mode, unwrap, use_channels_last
 
 __all__ = ["DiffusionConfig", "Diffusion", "beta_schedule", "ddim_timesteps", "to_unit",
            "from_unit"]
@@ -321,18 +321,26 @@ class Diffusion(nn.Module):
                                                                      generator=generator),
                             desc=f"DDIM-{steps}")
 
+    def samples_nhwc(self, shape: tuple[int, ...], device: torch.device | str) -> bool:
+        """Whether the samplers feed the denoiser NHWC (channels_last) tensors: for images on CPUs
+        and GPUs, the layout `fit` trains in (1.7-2.2x faster DDIM in fp32 on the 2-core CPU, the
+        same samples up to float rounding); not for latents, where the 8x8 grids gain nothing.
+        Measured by benchmarks/sampling_layout.py."""
+        return self.cfg.data == "image" and len(shape) == 3 and use_channels_last(device)
+
     def _sample(self, model, n, y, ts, guidance, shape, generator, device, progress, update, desc):
         from tqdm.auto import tqdm
 
         if device is None:
             device = next(model.parameters()).device if isinstance(model, nn.Module) else "cpu"
+        fmt = torch.channels_last if self.samples_nhwc(shape, device) else torch.contiguous_format
         with eval_mode(model):
             x = torch.randn((n, *shape), generator=generator, device=device)  # x_T ~ N(0, I)
             y = y.to(device) if y is not None else None
             for i, t in enumerate(tqdm(ts, desc=desc, leave=False, disable=not progress)):
                 t_prev = ts[i + 1] if i + 1 < len(ts) else -1
                 tt = torch.full((n,), t, device=device, dtype=torch.long)
-                eps = self.guided_eps(model, x, tt, y, guidance)
+                eps = self.guided_eps(model, x.contiguous(memory_format=fmt), tt, y, guidance)
                 x = update(eps, t, t_prev, x)
         return self.from_process(x)
 
