@@ -25,7 +25,7 @@
 # | profile | measured run time of this notebook |
 # |---|---|
 # | smoke (CI) | 7 s (2-core CPU, `make course`, data already cached) |
-# | cpu | 16 s in each of two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM (the images already decoded); about 15 s more the first time, which decodes the 60,000 images once |
+# | cpu | 7 s and 13 s in two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM (the images already decoded); about 15 s more the first time, which decodes the 60,000 images once |
 #
 # **Where to run the course**
 # - *Laptop*: `make course` (or `make lab` to open JupyterLab) from the repository root.

@@ -30,7 +30,7 @@
 # | profile | measured run time (2-core CPU) | what it trains |
 # |---|---|---|
 # | smoke | 8 s | a tiny model for a few steps (proves the notebook runs) |
-# | cpu | 4.2 and 2.8 min (253 s and 170 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; the same code ran up to 50% slower or faster between the two) | the model below for 2 epochs on all 49,000 training images; test PSNR 20.7 dB |
+# | cpu | 2.8 and 3.2 min (170 s and 189 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; the same code has run up to 50% slower or faster between two such runs) | the model below for 2 epochs on all 49,000 training images; test PSNR 20.7 dB |
 # | gpu | estimated, not measured: 1.4 min on a T4 (`python -m cvae_lib.compute`) | a 64-channel model for 30 epochs |
 #
 # Exercise: `exercises/ex01_autoencoder.ipynb` (PSNR, interpolation, the bottleneck block).

@@ -34,7 +34,7 @@
 # | profile | measured run time (2 shared CPU cores) | what it trains |
 # |---|---|---|
 # | smoke | 12 s (`make course`, idle 2-core CPU) | tiny models, a few steps: proves the notebook runs; loads the shipped VAE |
-# | cpu | 4.6 and 3.3 min (273 s and 198 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM) | one VAE for 240 steps of 64 images and five small side runs; then the same VAE trained for 46 minutes (shipped) |
+# | cpu | 4.0 and 3.2 min (239 s and 190 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM) | one VAE for 240 steps of 64 images and five small side runs; then the same VAE trained for 46 minutes (shipped) |
 # | gpu | estimated, not measured: 5.1 min on a T4 (`python -m cvae_lib.compute`) | a 64-channel VAE for 60 epochs, the side runs for 10 |
 #
 # Exercise: `exercises/ex02_vae.ipynb` (reparameterisation, KL, ELBO in bits/dim).

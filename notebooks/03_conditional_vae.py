@@ -28,7 +28,7 @@
 # | profile | measured run time (2 shared CPU cores) | what it trains |
 # |---|---|---|
 # | smoke | 22 s (`make course`, with one other job on the 2 cores; 12 s idle before the ten-class CVAE's grids and explorers) | tiny models, a few steps: proves the notebook runs |
-# | cpu | 7.3 and 6.7 min (436 s and 403 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM) | seven short runs of 15 s to 1.3 minutes, the study-budget models and the ten-class CVAE loaded, then the evaluation on all 10,000 test images |
+# | cpu | 7.2 and 6.5 min (434 s and 391 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM) | seven short runs of 15 s to 1.3 minutes, the study-budget models and the ten-class CVAE loaded, then the evaluation on all 10,000 test images |
 # | gpu | estimated, not measured: 5.8 min on a T4 (`python -m cvae_lib.compute`) | the study's model: 100 epochs per one-class run, 200 on 100 per class, 20 on all classes |
 #
 # Exercise: `exercises/ex03_conditional_vae.ipynb` (label conditioning, the class grid).

@@ -32,7 +32,7 @@
 # | profile | measured run time (2-core CPU) | what it trains |
 # |---|---|---|
 # | smoke | 100 s (`make course`, idle 2-core CPU; about 40 s of it for the shipped ten-class DDPM's 40 guided samples) | a tiny U-Net for 8 steps, T = 100, then the shipped network (proves the notebook runs) |
-# | cpu | 5.2 and 7.3 min (309 s and 437 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; about 25 s of it for the ten-class section's 60 guided DDIM-50 samples) | a 0.28M-parameter U-Net, 2 epochs over 9,800 airplanes and frogs (614 steps of 32); then samples from the same network trained for 12,280 steps (shipped), and from the ten-class one (15,320 steps, shipped) |
+# | cpu | 5.1 and 5.0 min (305 s and 298 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; about 17 s of it for the ten-class section's 60 guided DDIM-50 samples) | a 0.28M-parameter U-Net, 2 epochs over 9,800 airplanes and frogs (614 steps of 32); then samples from the same network trained for 12,280 steps (shipped), and from the ten-class one (15,320 steps, shipped) |
 # | gpu | estimated, not measured: 6.1 min on a T4 (`python -m cvae_lib.compute`) | a 32-channel U-Net (1.1M parameters) for 30 epochs on all ten classes |
 #
 # Exercise: `exercises/ex04_ddpm.ipynb` (the forward process, the loss, one reverse step).

@@ -40,7 +40,7 @@
 # | profile | run time (2-core CPU), with chapters 01-04 and 06 already run | samples per model |
 # |---|---|---|
 # | smoke | 25 s | 20 |
-# | cpu | 6.9 and 7.6 min (415 s and 458 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM, not counting chapter 06, which `ensure_runs` runs first in a clean `make course`); `CVAE_FID=1` adds about 4.4 min with the test images' Inception features cached (measured with an earlier, longer cpu profile) | 200 |
+# | cpu | 6.2 and 7.9 min (373 s and 473 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM, not counting chapter 06, which `ensure_runs` runs first in a clean `make course`); `CVAE_FID=1` adds about 4.4 min with the test images' Inception features cached (measured with an earlier, longer cpu profile) | 200 |
 # | gpu | estimated, not measured: 1.0 min on a T4 (`python -m cvae_lib.compute`), with FID | 2,000 |
 #
 # Exercise: `exercises/ex05_frechet.ipynb` (write the Frechet distance yourself).

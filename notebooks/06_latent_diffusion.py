@@ -36,7 +36,7 @@
 # | profile | measured run time (2-core CPU) | what it trains |
 # |---|---|---|
 # | smoke | 8 s (`make course`, idle 2-core CPU) | a tiny prior for 6 steps, T = 100 (proves the notebook runs) |
-# | cpu | 6.2 and 7.9 min (371 s and 471 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; 3.2 and 4.1 min of it train the prior) | a 6.5M-parameter prior, 500 steps of 64 latent grids of airplanes and frogs; then the shipped prior, trained longer |
+# | cpu | 7.4 and 7.6 min (441 s and 455 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; 3.9 and 4.1 min of it train the prior) | a 6.5M-parameter prior, 500 steps of 64 latent grids of airplanes and frogs; then the shipped prior, trained longer |
 # | gpu | estimated, not measured: 4.6 min on a T4 (`python -m cvae_lib.compute`) | the same prior on all ten classes for 25 epochs |
 #
 # Exercise: `exercises/ex06_latent_diffusion.ipynb` (scaling the latents, one guided step in
