@@ -8,7 +8,8 @@ The worker (`python -I -m cvae_lib.grade.worker`) runs under `bwrap` with every 
 unshared (user, pid, network, ipc, uts, cgroup): it sees read-only copies of the Python install,
 the virtual environment and the `cvae_lib` package, an empty size-capped tmpfs as its working
 folder and /tmp, and nothing else of the machine: no network (only its own loopback), no
-solutions, submissions or gradebook. RLIMIT_AS caps its memory and RLIMIT_CPU its processor
+solutions, submissions or gradebook, and none of the grader's environment: bwrap itself starts
+from `BWRAP_ENV`, the worker from `WORKER_ENV`. RLIMIT_AS caps its memory and RLIMIT_CPU its processor
 time; the grader's clock caps its wall time. It is the first process of its own PID namespace
 under `--die-with-parent`, so killing it (or the grader dying) ends every process it started,
 including ones that called setsid.
@@ -66,7 +67,7 @@ def require_bwrap() -> str:
             "the grader runs student code only inside a bubblewrap sandbox, and `bwrap` is not installed: "
             f"install it with `{INSTALL_HINT}` (Debian/Ubuntu; `dnf install bubblewrap` on Fedora), then rerun.")
     probe = subprocess.run([bwrap, "--unshare-all", "--die-with-parent", *_system_binds(), "--", sys.executable,
-                            "-c", "pass"], capture_output=True, text=True, timeout=60)
+                            "-c", "pass"], capture_output=True, text=True, timeout=60, env=dict(BWRAP_ENV))
     if probe.returncode != 0:
         raise SandboxUnavailable(
             f"`bwrap --unshare-all` fails here ({probe.stderr.strip()[:300]}): this machine does not allow user, "
@@ -97,11 +98,18 @@ def _system_binds() -> list[str]:
     return args
 
 
+# The worker's whole environment. bwrap itself is started with only BWRAP_ENV (not the grader's
+# environment), because bwrap is PID 1 of the sandbox's PID namespace and its /proc/1/environ is
+# readable from inside: an instructor's shell holds tokens and keys that must not reach a student.
+WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+              "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython",
+              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+BWRAP_ENV = {"PATH": WORKER_ENV["PATH"], "LANG": "C.UTF-8"}
+
+
 def bwrap_command(bwrap: str, limits: Limits) -> list[str]:
     """The full `bwrap ... python -I -m cvae_lib.grade.worker` command line."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-           "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = WORKER_ENV
     size = str(int(limits.disk_bytes))
     return [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
             "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
@@ -131,6 +139,7 @@ class Sandbox:
         self._stderr, self.stderr_tail = tempfile.TemporaryFile(), ""
         self.proc = subprocess.Popen(bwrap_command(bwrap or require_bwrap(), limits), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._stderr, preexec_fn=_rlimits(limits),
+                                     env=dict(BWRAP_ENV),
                                      start_new_session=True, close_fds=True)
         self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         fcntl.fcntl(self._in, fcntl.F_SETFL, fcntl.fcntl(self._in, fcntl.F_GETFL) | os.O_NONBLOCK)
