@@ -57,6 +57,15 @@ def show_images(x: torch.Tensor, nrow: int = 10, title: str | None = None,
     return fig
 
 
+def show_rows(rows: dict[str, torch.Tensor], title: str | None = None,
+              col_labels: Sequence[str] | None = None, scale: float = 0.6) -> Figure:
+    """One labelled row per entry: {label: images (n, 3, H, W) in [0, 1]}, every row of the same
+    length n, on any device."""
+    x = torch.cat([r.detach().cpu() for r in rows.values()])
+    return show_images(x, nrow=len(next(iter(rows.values()))), title=title, row_labels=list(rows),
+                       col_labels=col_labels, scale=scale)
+
+
 def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, n: int = 10,
                     title: str | None = None) -> Figure:
     """Originals (top row) above their reconstructions (bottom row), `n` pairs."""

@@ -102,6 +102,15 @@ def test_markdown_table_fills_missing_values():
     assert markdown_table(rows).splitlines() == ["| model | FD |", "|---|---|", "| a | 1.5 |", "| b | n/a |"]
 
 
+def test_show_rows_puts_one_labelled_row_per_entry():
+    from cvae_lib.plotting import show_rows
+
+    fig = show_rows({"a": torch.zeros(4, 3, 8, 8), "b": torch.ones(4, 3, 8, 8)}, title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert ax.images[0].get_array().shape[:2] == (2 * 9 - 1, 4 * 9 - 1)       # 2 rows of 4, 1-pixel gaps
+
+
 def test_metrics_name_bad_input_instead_of_returning_a_wrong_number():
     from cvae_lib.metrics import frechet_distance, kid, psnr, ssim
 

@@ -84,6 +84,20 @@ def test_uniform_noise_is_off_the_prior_and_normal_noise_is_on_it():
     assert abs(n.mean()) < 0.01 and abs(n.std() - 1) < 0.01
 
 
+def test_sample_grid_shares_z_along_a_row_and_walks_the_labels():
+    torch.manual_seed(0)
+    model = CVAE(CVAEConfig(residual=True, **SMALL)).eval()
+    grid = model.sample_grid(3, generator=torch.Generator().manual_seed(0))              # (30, 3, 32, 32)
+    z = model.prior_noise(3, generator=torch.Generator().manual_seed(0))                 # the rows' z
+    for r in range(3):
+        row = model.sample(torch.arange(10), z=z[r].expand(10, -1))
+        torch.testing.assert_close(grid[10 * r:10 * (r + 1)], row)
+    g = torch.Generator().manual_seed(0)
+    uniform = model.sample_grid(2, "uniform", g)
+    torch.testing.assert_close(uniform[:10], model.sample(torch.arange(10), z=torch.rand(
+        1, 4, generator=torch.Generator().manual_seed(0)).expand(10, -1)))
+
+
 def test_kl_warmup_ramps_beta_with_the_step_that_fit_passes():
     torch.manual_seed(0)
     model = VAE(VAEConfig(kl_warmup_steps=4, beta=2.0, **SMALL))

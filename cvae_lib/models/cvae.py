@@ -111,6 +111,17 @@ class CVAE(GaussianLatentVAE):
         params = self.decode(z, y)
         return self.likelihood.mean(params) if mean else self.likelihood.sample(params)
 
+    @torch.no_grad()
+    def sample_grid(self, n_rows: int = 10, noise: str = "normal",
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """The class grid: one z per row, shared along the row, and labels 0..K-1 across each row,
+        so that moving along a row changes only the label. -> (n_rows * K, 3, 32, 32) in [0, 1],
+        row by row (show it with nrow=K)."""
+        k = self.cfg.num_classes
+        z = self.prior_noise(n_rows, noise, generator).repeat_interleave(k, dim=0)   # (R*K, *z_shape)
+        y = torch.arange(k).repeat(n_rows)                                         # (R*K,): 0..K-1 per row
+        return self.sample(y, z=z)
+
 
 def cvae_loss(model: CVAE, x: torch.Tensor, y: torch.Tensor, step: int | None = None):
     """-ELBO per dimension of p(x|y) for `fit`, and its terms (rec, kl in nats/image; bpd).

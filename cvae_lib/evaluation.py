@@ -1,0 +1,93 @@
+"""Scores that need a trained conditional model itself, not only its samples (chapter 03).
+
+    sigma = rms_error(model, val)                 # the maximum-likelihood sigma of a Gaussian decoder
+    bpd = plugin_bpd(model, test, sigma)          # -ELBO in bits/dim with that Gaussian
+    psnr_db, ssim_mean = reconstruction_scores(model, test)
+    sec = seconds_per_step(model, cvae_loss, x, y)
+
+A model trained with binary cross-entropy (the study's CVAE) has no bits/dim: BCE is not a
+distribution over the 256 pixel levels. `plugin_bpd` gives it the fairest one we can: its
+decoder's mean image as the centre of a discretised Gaussian N(mean, sigma^2), with sigma chosen
+on validation images (the RMS error is the maximum-likelihood sigma around fixed means).
+
+The models take (images (B, 3, 32, 32) in [0, 1], labels (B,)) and have `encode(x, y) -> (mu,
+logvar)`, `decode_mean(z, y)` and `reconstruct(x, y)`, like `models.cvae.CVAE`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .data import ImageSet, from_unit
+from .metrics import bits_per_dim, psnr, ssim
+from .models import likelihoods as L
+
+__all__ = ["rms_error", "plugin_bpd", "reconstruction_scores", "seconds_per_step"]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def rms_error(model: nn.Module, data: ImageSet, seed: int = 0, batch_size: int = 500) -> float:
+    """Root mean squared error, on the [-1, 1] scale, of the decoder mean at a sampled z ~ q(z|x, y).
+
+    Seeds the global RNG with `seed` (torch.manual_seed), so a call repeats its draws of z."""
+    torch.manual_seed(seed)
+    sq, n = 0.0, 0
+    for x, y in data.to(_device(model)).batches(batch_size, shuffle=False):
+        mu, logvar = model.encode(x, y)
+        x_mean = model.decode_mean(L.reparameterize(mu, logvar), y)          # (B, 3, 32, 32) in [0, 1]
+        sq, n = sq + float((2 * (x_mean - x)).pow(2).sum()), n + x.numel()
+    return math.sqrt(sq / n)
+
+
+@torch.no_grad()
+def plugin_bpd(model: nn.Module, data: ImageSet, sigma: float, seed: int = 0, batch_size: int = 500) -> float:
+    """Mean -ELBO in bits/dim of `model` with p(x|z, y) = discretised N(decoder mean, sigma^2):
+    one z ~ q(z|x, y) per image, sigma on the [-1, 1] scale.
+
+    Seeds the global RNG with `seed` (torch.manual_seed), so a call repeats its draws of z."""
+    torch.manual_seed(seed)
+    lik, total = L.DiscretizedGaussian(sigma), 0.0
+    for x, y in data.to(_device(model)).batches(batch_size, shuffle=False):
+        mu, logvar = model.encode(x, y)
+        x_mean = model.decode_mean(L.reparameterize(mu, logvar), y)          # (B, 3, 32, 32) in [0, 1]
+        nll = lik.nll(from_unit(x_mean), x) + L.kl_normal(mu, logvar).flatten(1).sum(1)   # (B,) nats
+        total += float(bits_per_dim(nll).sum())
+    return total / len(data)
+
+
+@torch.no_grad()
+def reconstruction_scores(model: nn.Module, data: ImageSet, batch_size: int = 500) -> tuple[float, float]:
+    """(mean PSNR in dB, mean SSIM) of the mean reconstructions at z = mu against the images."""
+    device, x_hat = _device(model), []
+    for x, y in data.batches(batch_size, shuffle=False):
+        x_hat.append(model.reconstruct(x.to(device), y.to(device)).cpu())
+    x, x_hat = data.images(), torch.cat(x_hat)
+    return float(psnr(x, x_hat).mean()), float(ssim(x, x_hat).mean())
+
+
+def seconds_per_step(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, n: int = 5,
+                     lr: float = 1e-3, channels_last: bool = True) -> float:
+    """Wall-clock seconds of one training step (forward, backward, Adam) on a copy of `model`,
+    on x's device, after one untimed warm-up step; `model` itself is left untouched.
+    channels_last: train in the NHWC memory format, as `train.fit` does on CPUs and GPUs."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    m = copy.deepcopy(model).to(x.device, memory_format=fmt).train()
+    opt = torch.optim.Adam(m.parameters(), lr)
+    x = x.contiguous(memory_format=fmt)
+    for i in range(n + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        loss, _ = loss_fn(m, x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / n

@@ -1,0 +1,86 @@
+"""Scores that need the model: the plug-in Gaussian bits/dim, its sigma, reconstructions, step time."""
+import math
+
+import pytest
+import torch
+
+from cvae_lib.data import ImageSet
+from cvae_lib.evaluation import plugin_bpd, reconstruction_scores, rms_error, seconds_per_step
+from cvae_lib.models import likelihoods as L
+from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
+
+SMALL = dict(width=8, hidden=32, latent_dim=4)
+
+
+def _set(n=12, seed=0) -> ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(1, 255, (n, 3, 32, 32), generator=g, dtype=torch.uint8)   # no edge bins
+    return ImageSet(x, torch.arange(n) % 10)        # labels 0..n-1 for n <= 10
+
+
+class _Exact(torch.nn.Module):
+    """A 'model' with q(z|x, y) = p(z) = N(0, 1) (KL 0) whose decoder returns image number y: with
+    labels 0..n-1 that is x itself."""
+
+    def __init__(self, data: ImageSet):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.images = data.images()
+
+    def encode(self, x, y):
+        return torch.zeros(len(x), 2), torch.zeros(len(x), 2)
+
+    def decode_mean(self, z, y):
+        return self.images[y]
+
+    def reconstruct(self, x, y):
+        return self.decode_mean(self.encode(x, y)[0], y)
+
+
+def test_rms_error_is_the_root_mean_square_on_the_minus_one_one_scale():
+    torch.manual_seed(0)
+    data = _set()
+    model = CVAE(CVAEConfig(**SMALL)).eval()
+    got = rms_error(model, data, seed=3)
+    torch.manual_seed(3)
+    x, y = data.images(), data.y
+    mu, logvar = model.encode(x, y)
+    x_mean = model.decode_mean(L.reparameterize(mu, logvar), y)
+    assert math.isclose(got, float((2 * (x_mean - x)).pow(2).mean().sqrt()), rel_tol=1e-5)
+    assert rms_error(model, data, seed=3, batch_size=5) == pytest.approx(got, rel=1e-5)
+
+
+def test_plugin_bpd_of_an_exact_decoder_is_the_gaussian_bin_mass_plus_the_kl():
+    """x_hat = x and KL 0: each pixel's bin, of width 2/255 on the [-1, 1] scale and centred on the
+    mean, holds P = erf(1 / (255 sigma sqrt 2)), so the bits/dim are -log2 P."""
+    data = _set(10)
+    sigma = 0.01
+    expected = -math.log2(math.erf(1 / (255 * sigma * math.sqrt(2))))
+    assert plugin_bpd(_Exact(data), data, sigma, batch_size=4) == pytest.approx(expected, rel=1e-4)
+
+
+def test_plugin_bpd_repeats_with_the_seed_and_grows_away_from_the_best_sigma():
+    torch.manual_seed(0)
+    data = _set()
+    model = CVAE(CVAEConfig(**SMALL)).eval()
+    sigma = rms_error(model, data)
+    assert plugin_bpd(model, data, sigma) == plugin_bpd(model, data, sigma)
+    best = plugin_bpd(model, data, sigma)
+    assert plugin_bpd(model, data, 0.5 * sigma) > best and plugin_bpd(model, data, 2 * sigma) > best
+
+
+def test_reconstruction_scores_of_a_perfect_reconstruction():
+    data = _set(10)
+    p, s = reconstruction_scores(_Exact(data), data, batch_size=4)
+    assert p > 100 and math.isclose(s, 1.0, abs_tol=1e-6)
+
+
+def test_seconds_per_step_leaves_the_model_untouched():
+    torch.manual_seed(0)
+    model = CVAE(CVAEConfig(**SMALL))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = _set(4).images(), torch.arange(4)
+    sec = seconds_per_step(model, cvae_loss, x, y, n=2)
+    assert sec > 0
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
