@@ -26,8 +26,8 @@ from .configs import config_from_dict
 from .files import atomic_write, sha256
 from .runtime import unwrap
 
-__all__ = ["export_weights", "load_weights", "read_metadata", "sha256", "shipped", "WeightsError",
-           "CHECKPOINTS"]
+__all__ = ["export_weights", "load_weights", "read_metadata", "sha256", "shipped", "verify_shipped",
+           "WeightsError", "CHECKPOINTS"]
 
 SUMS = "SHA256SUMS"
 # The weights shipped with the course: checkpoints/ of the repository, which a wheel carries as
@@ -40,6 +40,17 @@ CHECKPOINTS = next((p for p in (_HERE / "checkpoints", _HERE.parent / "checkpoin
 def shipped(name: str) -> Path:
     """The path of a shipped weights file, e.g. shipped("classifier") -> checkpoints/classifier.safetensors."""
     return CHECKPOINTS / (name if name.endswith(".safetensors") else f"{name}.safetensors")
+
+
+def verify_shipped(folder: str | os.PathLike | None = None) -> dict[str, str]:
+    """Each file listed in `folder`/SHA256SUMS (default: the shipped checkpoints) -> "ok",
+    "missing" or "altered" (its SHA-256 differs from the listed one). Chapter 00's check."""
+    folder = Path(folder) if folder is not None else CHECKPOINTS
+    status = {}
+    for name, digest in sorted(_sums(folder).items()):
+        path = folder / name
+        status[name] = "missing" if not path.exists() else "ok" if sha256(path) == digest else "altered"
+    return status
 
 
 class WeightsError(RuntimeError):

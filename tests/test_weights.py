@@ -72,3 +72,17 @@ def test_a_file_whose_config_does_not_rebuild_its_tensors_is_refused_by_name(tmp
     with pytest.raises(WeightsError, match="stored config does not rebuild its stored tensors"):
         load_weights(path, Autoencoder, AEConfig, verify=False)
     assert (tmp_path / SUMS).exists()
+
+
+def test_verify_shipped_names_missing_and_altered_files(tmp_path):
+    from cvae_lib.weights import verify_shipped
+
+    for name in ("a", "b", "c"):
+        export_weights(Autoencoder(AEConfig(latent_dim=8, width=8)), tmp_path / f"{name}.safetensors")
+    (tmp_path / "b.safetensors").unlink()
+    data = bytearray((tmp_path / "c.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "c.safetensors").write_bytes(bytes(data))
+    assert verify_shipped(tmp_path) == {"a.safetensors": "ok", "b.safetensors": "missing",
+                                        "c.safetensors": "altered"}
+    assert set(verify_shipped().values()) == {"ok"}     # the course's own shipped files

@@ -3,6 +3,7 @@
     model = Autoencoder(AEConfig(latent_dim=256))
     x_hat = model(x)                      # (B, 3, 32, 32) in [0, 1]
     loss = ae_loss(model, x, y)           # mean squared error per pixel
+    path = model.decode(interpolate(z0, z1, 8))   # 8 images on the line between two codes
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..data import from_unit
 from .blocks import ConvDecoder, ConvEncoder, stage_widths
 from .inputs import check_image_batch
 
-__all__ = ["AEConfig", "Autoencoder", "ae_loss"]
+__all__ = ["AEConfig", "Autoencoder", "ae_loss", "interpolate"]
 
 
 @dataclass
@@ -64,3 +65,13 @@ class Autoencoder(nn.Module):
 def ae_loss(model: Autoencoder, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared reconstruction error per pixel (images in [0, 1]); the label is unused."""
     return F.mse_loss(model(x).float(), x)
+
+
+def interpolate(z0: torch.Tensor, z1: torch.Tensor, n: int) -> torch.Tensor:
+    """n evenly spaced points from z0 to z1, both included: z0, z1 (...) -> (n, ...).
+
+    z_t = (1 - t) z0 + t z1 for t = 0, 1/(n-1), ..., 1 (exercise 01 writes this function).
+    """
+    t = torch.linspace(0, 1, n, device=z0.device, dtype=z0.dtype)  # (n,)
+    t = t.view(n, *[1] * z0.dim())                                 # (n, 1, ...)
+    return (1 - t) * z0 + t * z1                                   # (n, ...)
