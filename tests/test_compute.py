@@ -23,11 +23,13 @@ def test_every_chapter_of_the_gpu_profile_fits_a_t4_in_ten_minutes(chapter):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_the_notebook_header_states_the_current_estimate(chapter):
+def test_a_notebook_header_that_states_the_estimate_states_the_current_one(chapter):
+    """Chapter headers for students give one line of run time and no T4 estimate; one that still
+    has the old 'estimated, not measured: N min on a T4' row must hold the current estimate."""
     source = next(NOTEBOOKS.glob(f"{chapter}_*.py")).read_text()
     found = re.search(r"^# \| gpu \| estimated, not measured: ([\d.]+) min on a T4", source, re.M)
-    assert found, f"chapter {chapter}'s header has no 'estimated, not measured: N min on a T4' gpu row"
-    assert float(found.group(1)) == pytest.approx(estimate_minutes(chapter_work(chapter, GPU)), abs=0.051)
+    if found:
+        assert float(found.group(1)) == pytest.approx(estimate_minutes(chapter_work(chapter, GPU)), abs=0.051)
 
 
 def test_the_budget_test_catches_the_old_gpu_profile():
