@@ -23,17 +23,24 @@
 # $$x \xrightarrow{\text{encoder}} z \in \mathbb{R}^{Z} \xrightarrow{\text{decoder}} \hat x,
 # \qquad \text{trained to make } \hat x \approx x .$$
 #
-# You will train one on CIFAR-10, measure how well it reconstructs test images, walk between
-# two codes, and then try to *generate* by decoding random codes, which fails. Why it fails is
-# the reason the next chapter introduces the variational autoencoder.
+# It is the first half of every model in this course: the VAE of chapter 02 and the latent
+# diffusion model of chapter 06 both start from an encoder and a decoder like these. Here you
+# train one, see what it keeps and what it loses, and then try to *generate* with it, which
+# fails. Why it fails is the reason for the next chapter.
 #
-# | profile | measured run time (2-core CPU) | what it trains |
-# |---|---|---|
-# | smoke | 8 s | a tiny model for a few steps (proves the notebook runs) |
-# | cpu | 2.8 and 3.2 min (170 s and 189 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; the same code has run up to 50% slower or faster between two such runs) | the model below for 2 epochs on all 49,000 training images; test PSNR 20.7 dB |
-# | gpu | estimated, not measured: 1.4 min on a T4 (`python -m cvae_lib.compute`) | a 64-channel model for 30 epochs |
+# **You will**
+# - build a convolutional autoencoder from the bottleneck blocks of Very Deep VAEs and train it
+#   on CIFAR-10;
+# - measure its reconstructions with PSNR and see why a squared-error loss gives blur;
+# - walk along the straight line between the codes of two images;
+# - decode random codes and see why an autoencoder is not a generator.
 #
-# Exercise: `exercises/ex01_autoencoder.ipynb` (PSNR, interpolation, the bottleneck block).
+# **Prerequisites:** chapter 00 (the profiles, the data); convolutional networks and a PyTorch
+# training loop.
+#
+# **Time to work through:** about 45 minutes. **Run time:** about 3 min on a laptop CPU (the `cpu` profile), seconds in the `smoke` profile.
+#
+# Exercise: `exercises/ex01_autoencoder.ipynb` (PSNR, latent interpolation, the bottleneck block).
 
 # %%
 # Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens.
@@ -60,39 +67,44 @@ print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
 # %% [markdown]
 # ## 1. Data
 #
-# We train on the training split minus a validation set of `P.val_per_class` images per class,
-# and keep the **test split** for the final numbers only: it never influences training.
+# We train on the training split minus a small validation set (to watch for overfitting), and
+# keep the **test split** for the final numbers only: it never influences training.
 
 # %%
 full_train = load_cifar10("train").subset(n_per_class=P.ae.train_per_class, seed=0)
 train, val = full_train.split(n_val_per_class=P.val_per_class, seed=0)
 test = load_cifar10("test").subset(n_per_class=P.test_per_class, seed=0)
-print("train:", len(train), " validation:", len(val), " test:", len(test))
+print(f"train: {len(train):,}   validation: {len(val):,}   test: {len(test):,} images")
 
 # %% [markdown]
 # ## 2. The model
 #
-# The encoder is the one the study used: three stages, each a four-convolution *bottleneck
-# block* from Very Deep VAEs (Child, 2021) followed by 2x downsampling, so a 32x32 image
-# becomes a 4x4 feature map, which a linear layer turns into the code $z$. The decoder mirrors
-# it with 2x upsampling. We use the residual version of the block (`residual=True`); chapter 03
-# uses the study's version without it.
+# The encoder has three stages. Each is a **bottleneck block** from Very Deep VAEs (Child,
+# 2021), the block the student study (chapter 00) used, followed by 2x downsampling. The block
+# is four convolutions, each after a GELU: a 1x1 convolution that narrows the channels, two
+# 3x3 convolutions that look at neighbouring pixels, and a 1x1 that widens the channels back.
+# With `residual=True` the block's input is added to its output, which makes deep stacks easier
+# to train; chapter 03 uses the study's version without it. Exercise 01 writes the block's
+# forward pass.
+#
+# Three stages turn a 32x32 image into a 4x4 feature map, which a linear layer turns into the
+# code $z$. The decoder mirrors the encoder with 2x upsampling.
 
 # %%
 from cvae_lib.models.ae import AEConfig, Autoencoder, ae_loss
 
 cfg = AEConfig(latent_dim=256, width=P.ae.width, residual=True)
 model = Autoencoder(cfg)
-n_params = sum(p.numel() for p in model.parameters())
 print(cfg)
-print(f"{n_params / 1e6:.2f}M parameters")
+print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 
+# %%
 x = train.images(4)                          # (4, 3, 32, 32) in [0, 1]
-z = model.encode(x)
+z = model.encode(x)                          # (4, 256)
 print("image", tuple(x.shape), "-> code", tuple(z.shape), "-> image", tuple(model.decode(z).shape))
 
 # %% [markdown]
-# A 32x32x3 image has 3,072 numbers; the code has 256, a 12x compression. The loss is the mean
+# A 32x32x3 image has 3,072 numbers; the code has 256, twelve times fewer. The loss is the mean
 # squared error per pixel, $\frac{1}{3072}\lVert x - \hat x \rVert^2$.
 #
 # ## 3. Training
@@ -116,14 +128,16 @@ fig = loss_curves(history, title="autoencoder: MSE per pixel", logy=True)
 save_figure(fig, "01_loss")
 
 # %% [markdown]
-# Training and validation loss fall together: with 12x compression the model cannot memorise
-# 49,000 images, so it does not overfit in a few epochs.
+# Training and validation loss fall together, so the model is not overfitting: a code twelve
+# times smaller than the image cannot store the training images one by one, so what the model
+# learns has to work for unseen images too.
 #
 # ## 4. How good are the reconstructions?
 #
 # We reconstruct the test images and measure the **PSNR** (peak signal-to-noise ratio,
-# $10 \log_{10} 1/\mathrm{MSE}$ in dB; higher is better; 20 dB means a typical error of 0.1 per
-# pixel). You implement it yourself in exercise 01.
+# $10 \log_{10} 1/\mathrm{MSE}$ in dB, for pixels in $[0, 1]$; higher is better). For example,
+# 20 dB is an MSE of $0.01$: a typical error of $0.1$, a tenth of the pixel range. Exercise 01
+# writes `psnr`; the chapter uses the library's.
 
 # %%
 from cvae_lib.metrics import psnr
@@ -134,41 +148,55 @@ x_hat = infer(model, x_test, device=device)              # reconstructions, same
 scores = psnr(x_test, x_hat)                             # (N,) dB per image
 print(f"test PSNR: {scores.mean():.2f} dB (mean over {len(scores)} test images; "
       f"worst {scores.min():.1f}, best {scores.max():.1f})")
+
+# %%
 show = torch.arange(10) * (len(x_test) // 10)            # one image of each class (test is sorted by class)
 fig = reconstructions(x_test[show], x_hat[show], title=f"test images and reconstructions, mean PSNR {scores.mean():.1f} dB")
 save_figure(fig, "01_reconstructions")
 
 # %% [markdown]
-# The reconstructions keep the layout and colours but lose fine detail: the squared error is
-# minimised by *averaging* over the details the code cannot store, so the decoder produces
-# blur rather than a sharp guess. The same happens, more strongly, in the VAE chapters.
+# The reconstructions keep the layout and the colours but lose the fine detail: edges are
+# soft, textures are smoothed away. That is what a squared error asks for: when the code cannot
+# say exactly where an edge is, the prediction with the lowest expected squared error is the
+# *average* over the possibilities, a blur, rather than one sharp guess. Chapter 02 meets the
+# same effect again.
 #
 # ## 5. Walking between two codes
 #
-# Decode evenly spaced points on the line between the codes of two test images.
+# Take the codes $z_0, z_1$ of two test images and decode evenly spaced points on the line
+# between them, $z_t = (1 - t)\, z_0 + t\, z_1$ for $t$ from 0 to 1. The library's `interpolate`
+# returns those points; exercise 01 writes it.
+#
+# **Predict first:** halfway between a car and a horse, will you see a creature that is half car,
+# half horse, or a double exposure of the two photos? Then run the next cell.
 
 # %%
+from cvae_lib.models.ae import interpolate
+
 with torch.no_grad():
     z0, z1 = model.encode(x_test[show[[1, 7]]].to(device))  # a car and a horse: two codes, (Z,) each
-    w = torch.linspace(0, 1, 8, device=device)[:, None]  # (8, 1)
-    path = model.decode((1 - w) * z0 + w * z1)            # (8, 3, 32, 32)
+    path = model.decode(interpolate(z0, z1, 8))             # (8, Z) codes -> (8, 3, 32, 32) images
 fig = show_images(path, nrow=8, title="decoding the line between two codes")
 save_figure(fig, "01_interpolation")
 
 # %% [markdown]
-# The in-between images are mostly cross-fades of the two ends, not a smooth morph between
-# objects: nothing in the training asked the code space to be organised between images.
+# The in-between images are mostly cross-fades, a double exposure of the two ends, not a smooth
+# change of one object into another: nothing in the training asked the space *between* the
+# codes of real images to decode to anything in particular.
 #
 # ## 6. Can we generate new images by decoding random codes?
 #
-# A generator needs a distribution to draw codes from. The autoencoder never said which one.
-# Try the obvious guess, $z \sim \mathcal N(0, I)$, and a better one, a Gaussian with the mean
-# and standard deviation of the real codes in each dimension.
+# A generator needs a distribution to draw codes from, and the autoencoder never said which
+# one. We try the obvious guess, $z \sim \mathcal N(0, I)$, and a better one, a Gaussian with the
+# mean and standard deviation of the real codes in each dimension.
+#
+# **Predict first:** which of the two rows will look more like CIFAR-10, and will either of them
+# show a recognisable object? Then run the next cell.
 
 # %%
 with torch.no_grad():
-    codes = infer(model.encode, train.images(2000), device=device)   # (2000, Z)
-    mu, sd = codes.mean(0), codes.std(0)
+    codes = infer(model.encode, train.images(2000), device=device)   # (2000, Z) codes of real images
+    mu, sd = codes.mean(0), codes.std(0)                                # (Z,) each
     g = torch.Generator().manual_seed(0)
     z_std = torch.randn(10, cfg.latent_dim, generator=g)               # N(0, I)
     z_fit = mu + sd * torch.randn(10, cfg.latent_dim, generator=g)     # N(mu, diag(sd^2))
@@ -179,11 +207,11 @@ print(f"code statistics: mean of |mu| {mu.abs().mean():.2f}, sd ranges {sd.min()
 
 # %% [markdown]
 # Neither row looks like CIFAR-10. With $\mathcal N(0, I)$ the codes land where the decoder has
-# never been; even with the fitted Gaussian, real codes occupy a thin, oddly shaped region of
-# the 256-dimensional space, and independent draws per dimension fall outside it.
+# never been (the printed statistics show that the real codes are neither centred nor of unit
+# spread). Even the fitted Gaussian fails: the real codes occupy a thin, oddly shaped region of
+# the 256-dimensional space, and drawing each dimension independently lands outside it.
 #
-# The histogram below shows the problem for one code dimension: the autoencoder's codes are
-# neither centred nor of unit scale, and nothing made them so.
+# The histogram below shows one code dimension of the real images next to $\mathcal N(0, 1)$.
 
 # %%
 import matplotlib.pyplot as plt
@@ -197,10 +225,15 @@ fig.tight_layout()
 save_figure(fig, "01_code_histogram")
 
 # %% [markdown]
+# The real codes of this dimension sit in a range of their own, with their own centre and
+# spread, and nothing in the training made them look like $\mathcal N(0, 1)$: the encoder is free
+# to put codes anywhere that helps the decoder.
+#
 # ## What this chapter showed
 #
-# - An autoencoder compresses 3,072 pixel values into a code of 256 and rebuilds test images
-#   at the PSNR printed above.
+# - An autoencoder compresses the 3,072 numbers of an image into a code of 256 and rebuilds
+#   test images at the PSNR printed above; its squared-error loss makes it blur what the code
+#   cannot store.
 # - Its code space has no known shape, so decoding random codes gives garbage: an
 #   autoencoder is a compressor, not a generator.
 #
