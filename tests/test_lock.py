@@ -1,4 +1,4 @@
-"""The lock, offline: requirements-lock.txt serves every platform and Python the README names,
+"""The lock, offline: requirements-lock.txt serves every platform and Python docs/install.md names,
 environment.yml is generated from it, and the checker catches a broken lock.
 
 `make check-lock` (in CI, where the package index answers) also asks the index for every
@@ -27,11 +27,11 @@ def test_the_lock_serves_every_platform_and_python(target, python):
     assert any(n.startswith("nvidia-") for n in pins) == (target.sys_platform == "linux")
 
 
-def test_the_readme_names_the_pythons_and_platforms_the_lock_is_checked_for():
-    readme = (ROOT / "README.md").read_text()
-    assert "Python 3.11 to 3.13" in readme
+def test_the_install_page_names_the_pythons_and_platforms_the_lock_is_checked_for():
+    page = (ROOT / "docs" / "install.md").read_text()
+    assert "Python 3.11 to 3.13" in page and "Python 3.11 to 3.13" in (ROOT / "README.md").read_text()
     for name in ("Linux x86_64", "Linux aarch64", "macOS 14+ arm64", "Windows x86_64"):
-        assert name in readme, name
+        assert name in page, name
 
 
 def test_environment_yml_is_generated_from_the_lock_and_matches_it():

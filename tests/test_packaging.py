@@ -66,7 +66,7 @@ def test_a_wheel_install_loads_a_shipped_model_without_the_repository(tmp_path):
                     str(src)], check=True, cwd=tmp_path)
     wheel = next((tmp_path / "dist").glob("cvae_course-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    shipped = sorted(p.name for p in (ROOT / "checkpoints").iterdir() if not p.name.endswith(".pt"))
+    shipped = sorted(p.name for p in (ROOT / "checkpoints").glob("*.safetensors")) + ["SHA256SUMS"]
     assert all(f"cvae_lib/checkpoints/{n}" in names for n in shipped), "the wheel lacks shipped weights"
     assert not [n for n in names if n.split("/")[0] in ("notebooks", "solutions", "exercises", "tests", "tools")]
 
