@@ -11,10 +11,13 @@ Writes, under build/ (or --out):
     course.md                  a run report: profile, device, run time per notebook
 Stops at the first notebook that fails and says which cell.
 
-A chapter that needs another chapter's models calls `ensure_runs`, which runs the missing
-chapters first (in a separate process, same profile, same clone and output folder), so any
-notebook can be opened first. A chapter that ran that way during a course run (chapter 05
-needs chapter 06's prior) is not run a second time: its time is in the chapter that asked.
+A chapter that evaluates other chapters' models (chapter 05) calls `own_runs`: opened on its
+own it uses what is there and says what is missing, what would make it and what that costs;
+with its flag set (or `CVAE_RETRAIN_OWN_RUNS=1`, which this runner sets for the chapters it runs)
+it calls `ensure_runs`, which runs the missing chapters first (in a separate process, same
+profile, same clone and output folder). A chapter that ran that way during a course run
+(chapter 05 needs chapter 06's prior) is not run a second time: its time is in the chapter
+that asked.
 """
 from __future__ import annotations
 
@@ -29,7 +32,16 @@ from unittest import mock
 
 from .files import course_root
 
-__all__ = ["ensure_runs", "main"]
+__all__ = ["RETRAIN_ENV", "RUN_MINUTES", "chapter_minutes", "ensure_runs", "own_runs", "main"]
+
+RETRAIN_ENV = "CVAE_RETRAIN_OWN_RUNS"   # "1": own_runs trains what is missing, as a course run does
+
+# About how many minutes a chapter takes, said before `own_runs` retrains it: the cpu profile's
+# from clean course runs on a 2-core laptop-class CPU (docs/results.md), rounded up; the smoke
+# profile's rounded up. Other profiles (and chapters not listed) use cvae_lib.compute's estimate
+# for a T4.
+RUN_MINUTES = {"smoke": {"01": 0.2, "03": 0.5, "04": 2.0, "06": 0.3},
+               "cpu": {"01": 3.0, "03": 7.0, "04": 5.0, "06": 7.5}}
 
 
 def _run_chapter(prefix: str) -> int:
@@ -65,6 +77,58 @@ def ensure_runs(needed: dict[str, str], runs_dir: str | os.PathLike, *, runner=N
         raise RuntimeError(f"{', '.join(still)} still missing in {runs_dir} after running chapters "
                            f"{', '.join(chapters)}; is CVAE_RUNS_DIR the same for both?")
     return chapters
+
+
+def chapter_minutes(chapters, profile) -> float:
+    """About how many minutes running `chapters` (prefixes such as "03") takes in `profile`
+    (a Profile or its name): RUN_MINUTES where it has them, else cvae_lib.compute's estimate."""
+    from .profiles import get_profile
+
+    P = get_profile(profile) if isinstance(profile, str) else profile
+    known = RUN_MINUTES.get(P.name, {})
+    minutes = 0.0
+    for ch in chapters:
+        if ch in known:
+            minutes += known[ch]
+        else:
+            from .compute import chapter_work, estimate_minutes
+            minutes += estimate_minutes(chapter_work(ch, P))
+    return minutes
+
+
+def _about(minutes: float) -> str:
+    return "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
+
+
+def own_runs(needed: dict[str, str], runs_dir: str | os.PathLike, *, retrain: bool = False, profile=None,
+             flag: str = "RETRAIN_OWN_RUNS", runner=None) -> set[str]:
+    """The checkpoints of `needed` (file name -> chapter prefix) found in `runs_dir`, as a set of names.
+
+    Nothing is trained unless `retrain` is true or `$CVAE_RETRAIN_OWN_RUNS` is "1" (the course
+    runner sets it): then the missing chapters run first (`ensure_runs`), after one line that says
+    which and about how long they take in `profile` (default: the current profile). Otherwise it
+    prints what is missing, and the two ways to make it: run those chapters, or set `flag`.
+    """
+    from .profiles import get_profile
+
+    runs_dir = Path(runs_dir)
+    missing = {name: ch for name, ch in needed.items() if not (runs_dir / name).exists()}
+    chapters = sorted(set(missing.values()))
+    if not missing:
+        print(f"all {len(needed)} runs of chapters {', '.join(sorted(set(needed.values())))} found in {runs_dir}")
+        return set(needed)
+    P = profile if profile is not None and not isinstance(profile, str) else get_profile(profile)
+    cost = f"{_about(chapter_minutes(chapters, P))} in the {P.name} profile"
+    if retrain or os.environ.get(RETRAIN_ENV, "").strip() == "1":
+        print(f"training the missing runs first: chapter(s) {', '.join(chapters)}, {cost}", flush=True)
+        ensure_runs(needed, runs_dir, runner=runner)
+        return set(needed)
+    for ch in chapters:
+        print(f"chapter {ch}'s run not found in {runs_dir} "
+              f"({', '.join(n for n, c in missing.items() if c == ch)}): its rows are marked 'not run'")
+    print(f"to add them, run those chapters' notebooks first, or set {flag} = True here ({cost}), "
+          f"or run `python -m cvae_lib.course {' '.join(chapters)}`")
+    return set(needed) - set(missing)
 
 
 def _local_kernel(sockets: Path):
@@ -147,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     started = time.time()
     # chapters that ensure_runs starts from inside a notebook use this clone and output folder
-    nested = {"CVAE_COURSE_DIR": str(root), "CVAE_COURSE_OUT": str(out)}
+    # and train what they evaluate (own_runs), unless CVAE_RETRAIN_OWN_RUNS=0 says otherwise
+    nested = {"CVAE_COURSE_DIR": str(root), "CVAE_COURSE_OUT": str(out),
+              RETRAIN_ENV: os.environ.get(RETRAIN_ENV, "1")}
     with mock.patch.dict(os.environ, nested):           # restored afterwards, also on failure
         for path in notebooks:
             print(f"  {path.name} ...", end=" ", flush=True)

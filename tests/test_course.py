@@ -113,3 +113,79 @@ def test_a_chapter_run_by_another_chapters_ensure_runs_is_not_run_twice(tmp_path
     assert "CVAE_COURSE_OUT" not in os.environ and "CVAE_COURSE_DIR" not in os.environ   # nothing leaks
     assert main(["--root", str(tmp_path), "--out", str(out), "01"]) == 0    # a later run runs it again
     assert log.read_text() == "01\n01\n"
+
+
+def test_own_runs_trains_nothing_unless_asked_and_says_how(tmp_path, capsys, monkeypatch):
+    """Chapter 05 opened on its own: the runs that exist are used, the missing ones are named
+    with the chapter, the flag and the command that make them, and what that would cost."""
+    from cvae_lib.course import RETRAIN_ENV, own_runs
+
+    monkeypatch.delenv(RETRAIN_ENV, raising=False)
+    (tmp_path / "ae.pt").write_bytes(b"x")
+    needed = {"ae.pt": "01", "a.pt": "03", "b.pt": "03", "ddpm.pt": "04"}
+    never = lambda ch: pytest.fail(f"chapter {ch} was run")                      # noqa: E731
+    assert own_runs(needed, tmp_path, profile="cpu", runner=never) == {"ae.pt"}
+    out = capsys.readouterr().out
+    assert "chapter 03's run not found" in out and "a.pt, b.pt" in out and "chapter 04's run not found" in out
+    assert "RETRAIN_OWN_RUNS = True" in out and "python -m cvae_lib.course 03 04" in out
+    assert "about 12 min in the cpu profile" in out                              # 7 + 5, RUN_MINUTES
+
+
+def test_own_runs_prints_the_cost_before_it_trains(tmp_path, capsys, monkeypatch):
+    from cvae_lib.course import RETRAIN_ENV, own_runs
+
+    monkeypatch.delenv(RETRAIN_ENV, raising=False)
+    seen = []
+
+    def runner(ch):
+        seen.append(capsys.readouterr().out)                                     # printed so far
+        (tmp_path / f"{ch}.pt").write_bytes(b"x")
+        return 0
+
+    assert own_runs({"01.pt": "01", "06.pt": "06"}, tmp_path, retrain=True, profile="cpu", runner=runner) == {
+        "01.pt", "06.pt"}
+    assert "chapter(s) 01, 06, about 10 min in the cpu profile" in seen[0]
+    assert own_runs({"01.pt": "01"}, tmp_path, retrain=True, runner=never_called) == {"01.pt"}
+    assert "found in" in capsys.readouterr().out
+
+
+def never_called(ch):
+    raise AssertionError(f"chapter {ch} was run although its checkpoint exists")
+
+
+def test_the_course_runner_asks_own_runs_to_train(tmp_path, monkeypatch):
+    """In a course run (or with CVAE_RETRAIN_OWN_RUNS=1) own_runs trains what is missing, so chapter
+    05's table has the rows of every chapter; an explicit CVAE_RETRAIN_OWN_RUNS=0 is kept."""
+    import nbformat
+
+    from cvae_lib.course import RETRAIN_ENV, main, own_runs
+
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"import os; print('retrain', os.environ.get({RETRAIN_ENV!r}))")]), tmp_path / "notebooks" / "00_env.ipynb")
+    monkeypatch.setenv("CVAE_PROFILE", "smoke")
+    for given, seen in ((None, "1"), ("0", "0")):
+        if given is None:
+            monkeypatch.delenv(RETRAIN_ENV, raising=False)
+        else:
+            monkeypatch.setenv(RETRAIN_ENV, given)
+        assert main(["--root", str(tmp_path), "--out", str(tmp_path / "build"), "--no-report"]) == 0
+        done = nbformat.read(tmp_path / "build" / "notebooks" / "00_env.ipynb", as_version=4)
+        assert done.cells[0].outputs[0]["text"].split() == ["retrain", seen]
+
+    ran = []
+
+    def runner(ch):
+        ran.append(ch)
+        (tmp_path / "a.pt").write_bytes(b"x")
+        return 0
+
+    monkeypatch.setenv(RETRAIN_ENV, "1")                                   # what the nested chapters see
+    assert own_runs({"a.pt": "03"}, tmp_path, runner=runner) == {"a.pt"} and ran == ["03"]
+
+
+def test_chapter_minutes_adds_the_known_times():
+    from cvae_lib.course import RUN_MINUTES, chapter_minutes
+
+    assert chapter_minutes(["01", "03", "04", "06"], "cpu") == sum(RUN_MINUTES["cpu"].values())
+    assert chapter_minutes([], "smoke") == 0
