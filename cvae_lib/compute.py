@@ -252,9 +252,10 @@ def _ch04(P):
 def _ch05(P):
     k = _diffusion_classes(P.diffusion)
     n = P.n_eval // k * k
-    shipped_match = k == 2                         # the shipped diffusion models learned airplanes and frogs
-    ddpm_runs = 1 + (3 if shipped_match else 0)
-    ldm_runs = 2 + (1 if shipped_match else 0)
+    # shipped pixel models exist for airplanes and frogs and for all ten classes (comparison.SHIPPED_PIXEL),
+    # the shipped latent prior for airplanes and frogs only
+    ddpm_runs = 1 + (3 if k in (2, 10) else 0)
+    ldm_runs = 2 + (1 if k == 2 else 0)
     work = [_forward(f"{ddpm_runs} DDPM samplers x {n} samples (DDIM-50, guided at most)", "unet", P.ddpm.width,
                      ddpm_runs * n, 50, guided=True),
             _forward(f"{ldm_runs} latent-diffusion samplers x {n} samples", "latent_unet", P.ldm.width,
