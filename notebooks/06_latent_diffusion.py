@@ -24,20 +24,19 @@
 # latent diffusion models*). The autoencoder is good at what a VAE does well (a fast, sharp
 # decoder), the diffusion model at what a VAE does badly (a prior that matches the data).
 #
-# You will:
-# 1. meet the **first stage**: an autoencoder with an 8x8x8 latent grid, a tiny KL term and a
-#    patch discriminator, and measure the **ceiling** it puts on everything decoded by it;
-# 2. scale its latents to unit variance and train the course's class-conditional U-Net on
-#    them with the course's `Diffusion` and `fit`, unchanged but for `data="latent"`;
-# 3. sample with DDIM and classifier-free guidance, sweep the guidance weight, and scrub
-#    through the timesteps in latent space;
-# 4. measure the samples with chapter 05's protocol and compare them with the pixel DDPM.
+# **You will**
+# - meet the **first stage**, an autoencoder with an 8x8x8 latent grid, a tiny KL term and a
+#   patch discriminator, and measure the **ceiling** it puts on everything decoded by it;
+# - scale its latents to unit variance and train the course's class-conditional U-Net on them
+#   with the course's `Diffusion` and `fit`, unchanged but for `data="latent"`;
+# - sample with DDIM and classifier-free guidance, sweep the guidance weight, and scrub through
+#   the timesteps in latent space;
+# - measure the samples with chapter 05's protocol and compare them with the pixel DDPM.
 #
-# | profile | measured run time (2-core CPU) | what it trains |
-# |---|---|---|
-# | smoke | 8 s (`make course`, idle 2-core CPU) | a tiny prior for 6 steps, T = 100 (proves the notebook runs) |
-# | cpu | 7.4 and 7.6 min (441 s and 455 s, two clean fp32 `CVAE_AMP=off make course` runs on an idle 2-core Intel Xeon VM; 3.9 and 4.1 min of it train the prior) | a 6.5M-parameter prior, 500 steps of 64 latent grids of airplanes and frogs; then the shipped prior, trained longer |
-# | gpu | estimated, not measured: 4.6 min on a T4 (`python -m cvae_lib.compute`) | the same prior on all ten classes for 25 epochs |
+# **Prerequisites:** chapter 02 (the VAE and its KL term), chapter 04 (DDPM, DDIM, classifier-free
+# guidance) and chapter 05 (the judge, FD and KID, and its calibration table).
+#
+# **Time to work through:** about 60 minutes. **Run time:** about 8 min on a laptop CPU (the `cpu` profile), seconds in the `smoke` profile; the first stage and a longer-trained prior are shipped pretrained.
 #
 # Exercise: `exercises/ex06_latent_diffusion.ipynb` (scaling the latents, one guided step in
 # latent space, decoding).
@@ -66,15 +65,17 @@ device = pick_device()
 seed_everything(0)
 RUNS = run_dir(P.name)     # checkpoints of this profile
 print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
-print(P.ldm, P.latent, sep="\n")
+print(f"this profile: the prior trains {P.ldm.epochs} epochs of {P.ldm.batch_size} latent grids"
+      + (f" (at most {P.ldm.max_steps} steps each)" if P.ldm.max_steps else "")
+      + f", width {P.ldm.width}; T = {P.latent.T}, DDIM-{P.latent.ddim_steps}, guidance sweep {P.latent.guidance}")
 
 # %% [markdown]
 # ## 1. Data and the judge
 #
 # As in chapter 04, the prior learns the classes in `P.latent.classes` (the study's airplanes
-# and frogs in the cpu profile). Chapter 05's judge, the course's CIFAR-10 classifier, scores
-# everything here: its class accuracy on generated images and a Frechet distance (FD) in its
-# feature space, always against the **test** images of these classes.
+# and frogs in the cpu profile). Chapter 05's **judge**, the course's CIFAR-10 classifier, scores
+# everything here: its class accuracy on generated images, and FD and KID between its features
+# of generated and of **test** images of these classes (lower is better for both).
 
 # %%
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
@@ -95,8 +96,8 @@ print(f"classes {names}: {len(train)} training, {len(val)} validation, {len(test
 # ## 2. The first stage: an autoencoder that keeps edges
 #
 # Chapter 05's calibration table shows what the judge (like FID's Inception network) punishes:
-# lost **edges**, far more than lost PSNR. A blur that keeps 28 dB costs it a third of its
-# accuracy, while JPEG artefacts at 27 dB cost almost nothing. So an autoencoder trained on
+# lost **edges**, far more than lost PSNR. A slight blur with a high PSNR costs it far more
+# accuracy than JPEG artefacts with a lower one. So an autoencoder trained on
 # pixel error alone, whose reconstructions are the blurry average of what the code allows,
 # caps any model decoded by it far below what its PSNR suggests. Latent diffusion's first
 # stage therefore has:
@@ -114,8 +115,10 @@ print(f"classes {names}: {len(train)} training, {len(val)} validation, {len(test
 #   the third term latent diffusion uses, needs downloaded VGG weights, so we leave it out.
 #
 # Training such a GAN takes longer than a chapter may, so every profile loads the shipped
-# first stage, trained by `tools/train_latent_diffusion.py` on all ten classes (its metadata
-# says how long, and which of its training epochs the judge preferred on validation images).
+# first stage, trained by `tools/train_latent_diffusion.py` on all ten classes. Its file records
+# how long that took, and the judge's accuracy on validation reconstructions after each epoch:
+# the training script kept the epoch the judge liked best (chosen on validation images, never on
+# test images).
 
 # %%
 from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
@@ -125,8 +128,10 @@ meta_first = read_metadata(shipped("ldm_first_stage"))["metrics"]
 n_params = sum(p.numel() for n, p in first.named_parameters() if not n.startswith("disc."))
 print(f"first stage: {n_params / 1e6:.2f}M parameters (+ a {sum(p.numel() for p in first.disc.parameters()) / 1e6:.2f}M "
       f"discriminator), latent grid {first.cfg.latent_shape}; trained {meta_first['train_seconds'] / 60:.0f} min "
-      f"on {meta_first['threads']} CPU thread(s), weights shipped: {meta_first['chosen']!r} "
-      f"(judge accuracy on validation reconstructions: {meta_first['val_judge_accuracy']})")
+      f"on {meta_first['threads']} CPU thread(s)")
+epochs = ", ".join(f"{e} {a:.1%}" for e, a in meta_first["val_judge_accuracy"].items())
+print(f"judge accuracy on validation reconstructions after each epoch ('rec': before the adversarial term, "
+      f"'ganN': after N epochs with it): {epochs}; shipped: {meta_first['chosen']}")
 
 # %%
 from cvae_lib.metrics import judge_scores, psnr
@@ -206,12 +211,14 @@ from cvae_lib.models.unet import UNet, UNetConfig
 
 diffusion = Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device)  # chapter 04's recipe
 prior = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=P.ldm.width))
-print(f"prior: {sum(p.numel() for p in prior.parameters()) / 1e6:.2f}M parameters on "
-      f"{first.cfg.latent_shape} latents; clips x0: {diffusion.clips}")
+pixel = UNet(UNetConfig.course(P.ddpm.width))                                         # chapter 04's, for scale
+print(f"prior: {sum(p.numel() for p in prior.parameters()) / 1e6:.2f}M parameters on {first.cfg.latent_shape} "
+      f"latents (chapter 04's pixel U-Net: {sum(p.numel() for p in pixel.parameters()) / 1e6:.2f}M); "
+      f"clips x0: {diffusion.clips}")
 
 # %% [markdown]
-# Many more parameters than chapter 04's 0.28M-parameter pixel U-Net, at about the same cost
-# per training image on a CPU: every convolution here sees 64 positions instead of 1,024.
+# Many more parameters than chapter 04's pixel U-Net, at about the same cost per training
+# image on a CPU: every convolution here sees 64 positions instead of 1,024.
 #
 # Training is `fit` with `diffusion.train_loss`, as in chapter 04; only the data are latent
 # grids (a `TensorSet`) instead of images.
@@ -229,14 +236,34 @@ print(f"trained {history.steps} steps of {P.ldm.batch_size} latent grids in {his
 own_prior = ema.model.to(device).eval()
 fig = loss_curves(history, title="latent prior: noise-prediction MSE")
 save_figure(fig, "06_loss")
+print(f"training loss: first epoch {history['train_loss'][0]:.3f}, last {history['train_loss'][-1]:.3f}; "
+      f"validation loss, last epoch {history['val_loss'][-1]:.3f}; the shipped prior, trained longer: "
+      f"{read_metadata(shipped('ldm_prior'))['metrics']['heldout_loss']:.3f} on held-out latents")
 
 # %% [markdown]
+# How to read the curve. The loss is the mean squared error of the predicted noise,
+# averaged over random timesteps; a network that always predicted $\varepsilon = 0$ would score
+# 1, the variance of the noise. It falls steeply in the first epochs, as the prior learns
+# the easy part (at large $t$, $z_t$ is almost pure noise, so the noise is almost $z_t$ itself),
+# and then flattens. It does not go to 0, and never can: at small $t$ the noise is a tiny
+# perturbation of an unknown latent, and no network can tell all of it from the signal. So the
+# floor is above 0, and the question is how far above it a run stops. The validation loss
+# (latents of held-out images) lies on or near the training loss: a prior that has seen each
+# latent only a few times cannot overfit yet. The shipped prior's held-out loss, printed above,
+# shows how much lower longer training gets. In the cpu profile your own run stops well above
+# it. The loss is also a poor guide to the *samples*: small differences in it can separate a
+# smudge from an airplane, which is why section 9 judges the samples themselves.
+#
 # ## 5. Sampling: denoise in latent space, decode once
 #
 # `LatentDiffusion` puts the two stages together: DDIM (50 steps, $\eta = 1$, as in chapters
 # 04 and 05) runs on 8x8x8 latents, and the decoder turns the final latent into an image. Below,
 # the prior you just trained and the **shipped** prior, trained longer by the same script
 # that trained the first stage. Same noise for both.
+#
+# **Predict:** your prior trained for minutes, the shipped one for over an hour, and both
+# decode through the same first stage. Will your samples be blurry, noisy, or sharp but wrong?
+# Then run the next cell.
 
 # %%
 from cvae_lib.latent import LatentDiffusion
@@ -263,10 +290,13 @@ fig = show_images(torch.cat(cmp), nrow=len(y_cmp), row_labels=list(models),
 save_figure(fig, "06_own_vs_shipped")
 
 # %% [markdown]
-# Compare with chapter 04's samples (figure `04_samples`): there the first thing a short run
-# learned was each class's colours, and shapes came late. Here the decoder already knows how
-# edges and textures look, so the prior only has to learn *which* latent grids are airplanes
-# and frogs, a much smaller problem on 512 numbers than on 3,072.
+# Sharp but wrong, mostly. Every image has crisp edges and plausible textures, even where the
+# short run's layout makes no sense: the decoder draws them, whatever latent it is given. The
+# shipped prior's row has shapes: fuselages and wings against the sky, frogs with a body on
+# green-brown ground. Compare with chapter 04's samples (figure `04_samples`): there the first
+# thing a short run learned was each class's colours, and shapes came late. Here the decoder
+# already knows how edges and textures look, so the prior only has to learn *which* latent
+# grids are airplanes and frogs, a much smaller problem on 512 numbers than on 3,072.
 #
 # ## 6. Classifier-free guidance in latent space
 #
@@ -275,7 +305,10 @@ save_figure(fig, "06_own_vs_shipped")
 # (the course's $w$ is Ho & Salimans' $w + 1$, the same as diffusers' `guidance_scale`). Same
 # noise in every row, and the judge's verdict on `P.n_eval // 2` samples per weight beside it
 # (half of chapter 05's count, to keep the sweep quick: compare the rows with each other, not
-# with section 9's numbers, since FD grows as the sample count shrinks):
+# with section 9's numbers, since FD grows as the sample count shrinks).
+#
+# **Predict:** with two classes, a sampler that ignored the label would be right about half the
+# time. What will the judge say at $w = 0$, and how far can guidance push it?
 
 # %%
 from tqdm.auto import tqdm
@@ -304,12 +337,23 @@ display(Markdown(markdown_table(sweep_rows) + f"\n{len(y_sweep)} samples per row
 # $w = 0$ ignores the class: in the cpu profile the judge calls only about one sample in four
 # the class it was drawn for (a mix of airplanes, frogs and things that are neither), and yet
 # the images still look like *something*, because the decoder only draws plausible textures.
-# Growing $w$ commits each sample to its class: sky and a silhouette for airplanes, green and
-# brown texture around a body for frogs, and accuracy and FD improve together up to $w \approx 3$.
-# Past that point guidance buys little and costs variety: in the shipped prior's own sweep
-# (200 samples per weight), accuracy stays at 81-81.5% from $w = 3$ to $5$ while FD rises again
-# (34.0, 34.3, 34.9). The weight the shipped model uses, $w = 3$, was chosen by FD against
-# **training** images, never against these test images.
+# Growing $w$ pushes each sample towards its class: sky and a silhouette for airplanes, green
+# and brown texture around a body for frogs, and accuracy and FD improve together up to a
+# point. Past it guidance buys little and costs variety. The shipped prior's own, larger sweep,
+# recorded in its file by the training script, shows where that point is:
+
+# %%
+recorded = meta_prior["judge"]                                   # guidance weight -> the judge's scores
+display(Markdown(markdown_table([{"w": w, "FD (judge)": round(s["fd"], 1), "KID": round(s["kid"], 3),
+                                  "class acc": f"{s['acc']:.1%}"} for w, s in recorded.items()])
+                 + f"\nThe shipped prior, {meta_prior['n_eval']} samples per weight against the test images; "
+                 f"its weight w = {meta_prior['guidance']} was chosen by FD against training images."))
+
+# %% [markdown]
+# Accuracy climbs steeply from $w = 1$ and then levels off, while FD bottoms out and rises
+# again as the samples lose variety (every airplane drawn like the most typical airplane). The
+# weight the shipped model uses was chosen by FD against **training** images, never against
+# the test images in this table.
 #
 # ## 7. What the prior predicts at each step, seen through the decoder
 #
@@ -342,6 +386,16 @@ fig = show_images(grid, nrow=k, row_labels=names,
 save_figure(fig, "06_samples")
 
 # %% [markdown]
+# Read the grid row by row. Within a row, the samples should differ from each other (pose,
+# colour, background): that is the diversity FD rewards, and the guidance weight trades some
+# of it for class fidelity. Airplanes mostly come out as a light or dark silhouette against a
+# plain sky, because that is what most CIFAR-10 airplanes are; frogs as a textured body on a
+# brown-green ground. Look for the failures too: an airplane that is only a pale smudge, a frog
+# that is texture without a body. They are as sharp as the good samples, because sharpness
+# comes from the decoder and the *layout* from the prior, so a sharp sample is not necessarily
+# a good one. With a ten-class prior, classes with a typical background (ships on water,
+# airplanes in the sky) tend to come out better than animals, whose shapes vary more.
+#
 # ## 9. Under chapter 05's protocol
 #
 # The same numbers chapter 05 computes for every model, for your run and the shipped one:
@@ -365,20 +419,35 @@ for name, m in models.items():
 display(Markdown(markdown_table(rows)))
 
 # %% [markdown]
-# Read the class accuracy against the ceiling, not against 100%: everything this decoder draws
-# is limited by what it can reconstruct. Read FD against the
-# real-images row, which is not 0 at this sample size. In the cpu profile (run behind this
-# text): the shipped prior reaches 81% and FD 34.0 at its weight w = 3, against 50% and FD 71
-# for chapter 04's shipped pixel DDPM after a similar number of CPU minutes; your own
-# prior of about 3 minutes reaches about 43% and FD 91 (chapter 04's own 3-minute run, in
-# chapter 05's table: 28% and FD 103); its airplanes are sky with a pale smudge, its frogs
-# green-brown texture, the shipped prior's have shapes. The
-# guided samples score a little above the ceiling: guidance pulls every sample towards what
-# is typical of its class, while the reconstructions include every hard test image. The
-# ceiling still matters: an earlier first stage, judged only after its last training epoch,
-# had a ceiling of 76%, and the same prior recipe on it reached only 71.5% (FD 41.7). Keeping
-# the epoch the judge preferred on *validation* reconstructions was worth ten points here.
+# Read the class accuracy against the ceiling, not against a perfect score: everything this
+# decoder draws is limited by what it can reconstruct. Read FD against the real-images row,
+# which is not 0 at this sample size. In the cpu profile the shipped prior comes close to the ceiling, or a
+# little above it, and beats chapter 05's shipped pixel DDPM, trained for about as many CPU
+# minutes, on both numbers; your own few-minute prior lands well below it, with airplanes that
+# are sky with a pale smudge and frogs that are green-brown texture, but still ahead of chapter
+# 04's own few-minute DDPM (chapter 05's table has both). Guided samples can score a little
+# above the ceiling: guidance pulls every sample towards what is typical of its class, while the
+# reconstructions include every hard test image. The ceiling still matters: a first stage
+# judged only after its last training epoch would have had a lower ceiling, and the same prior
+# on it lands lower too, which is why the training script kept the epoch the judge preferred on
+# *validation* reconstructions (printed in section 2).
 #
+# ## How big is this, next to a real latent diffusion model?
+#
+# The design is the one of Stable Diffusion (Rombach et al. 2022), whose version 1 has a U-Net
+# of 860M parameters on 64x64x4 latents of 512x512 images, trained on billions of captioned web
+# images (CompVis/stable-diffusion README). The same two measures for the models here:
+
+# %%
+import math
+
+n_prior = sum(p.numel() for p in (shipped_prior if use_shipped else own_prior).parameters())
+image, latent = 3 * 32 * 32, math.prod(first.cfg.latent_shape)          # numbers per image, per latent grid
+print(f"prior: {n_prior / 1e6:.1f}M parameters; Stable Diffusion v1's U-Net: 860M, {860e6 / n_prior:,.0f} times more")
+print(f"compression: {image:,} numbers per image -> {latent} latents ({image / latent:.0f}x); "
+      f"Stable Diffusion: 512 x 512 x 3 -> 64 x 64 x 4 ({512 * 512 * 3 / (64 * 64 * 4):.0f}x)")
+
+# %% [markdown]
 # ## What this chapter showed
 #
 # - A diffusion model does not have to work on pixels. An autoencoder that keeps edges (thanks
@@ -387,4 +456,7 @@ display(Markdown(markdown_table(rows)))
 #   clipping, no mapping to $[0, 1]$).
 # - The first stage sets a ceiling; the prior decides how close to it the samples come. Both
 #   are measured on the test split, with the sample counts stated.
-# - This is the design of Stable Diffusion and its successors, at 1/50,000 of the size.
+# - This is the design of Stable Diffusion and its successors, a hundred or more times smaller
+#   in parameters (the cell above), with a class label where they have a text encoder.
+#
+# Next: `exercises/ex06_latent_diffusion.ipynb`.
