@@ -36,12 +36,11 @@ __all__ = ["RETRAIN_ENV", "RUN_MINUTES", "chapter_minutes", "ensure_runs", "own_
 
 RETRAIN_ENV = "CVAE_RETRAIN_OWN_RUNS"   # "1": own_runs trains what is missing, as a course run does
 
-# About how many minutes a chapter takes, said before `own_runs` retrains it: the cpu profile's
-# from clean course runs on a 2-core laptop-class CPU (docs/results.md), rounded up; the smoke
-# profile's rounded up. Other profiles (and chapters not listed) use cvae_lib.compute's estimate
-# for a T4.
-RUN_MINUTES = {"smoke": {"01": 0.2, "03": 0.5, "04": 2.0, "06": 0.3},
-               "cpu": {"01": 3.0, "03": 7.0, "04": 5.0, "06": 7.5}}
+# About how many minutes a chapter takes, said before `own_runs` retrains it: the slower of two
+# clean course runs on a 2-core laptop-class CPU (docs/results.md, run times), rounded up to half a
+# minute. Other profiles (and chapters not listed) use cvae_lib.compute's estimate for a T4.
+RUN_MINUTES = {"smoke": {"01": 0.5, "03": 0.5, "04": 2.0, "06": 0.5},
+               "cpu": {"01": 3.5, "03": 7.5, "04": 5.5, "06": 8.0}}
 
 
 def _run_chapter(prefix: str) -> int:

@@ -118,7 +118,7 @@ def test_a_chapter_run_by_another_chapters_ensure_runs_is_not_run_twice(tmp_path
 def test_own_runs_trains_nothing_unless_asked_and_says_how(tmp_path, capsys, monkeypatch):
     """Chapter 05 opened on its own: the runs that exist are used, the missing ones are named
     with the chapter, the flag and the command that make them, and what that would cost."""
-    from cvae_lib.course import RETRAIN_ENV, own_runs
+    from cvae_lib.course import RETRAIN_ENV, RUN_MINUTES, own_runs
 
     monkeypatch.delenv(RETRAIN_ENV, raising=False)
     (tmp_path / "ae.pt").write_bytes(b"x")
@@ -128,11 +128,11 @@ def test_own_runs_trains_nothing_unless_asked_and_says_how(tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert "chapter 03's run not found" in out and "a.pt, b.pt" in out and "chapter 04's run not found" in out
     assert "RETRAIN_OWN_RUNS = True" in out and "python -m cvae_lib.course 03 04" in out
-    assert "about 12 min in the cpu profile" in out                              # 7 + 5, RUN_MINUTES
+    assert f"about {RUN_MINUTES['cpu']['03'] + RUN_MINUTES['cpu']['04']:.0f} min in the cpu profile" in out
 
 
 def test_own_runs_prints_the_cost_before_it_trains(tmp_path, capsys, monkeypatch):
-    from cvae_lib.course import RETRAIN_ENV, own_runs
+    from cvae_lib.course import RETRAIN_ENV, RUN_MINUTES, own_runs
 
     monkeypatch.delenv(RETRAIN_ENV, raising=False)
     seen = []
@@ -144,7 +144,8 @@ def test_own_runs_prints_the_cost_before_it_trains(tmp_path, capsys, monkeypatch
 
     assert own_runs({"01.pt": "01", "06.pt": "06"}, tmp_path, retrain=True, profile="cpu", runner=runner) == {
         "01.pt", "06.pt"}
-    assert "chapter(s) 01, 06, about 10 min in the cpu profile" in seen[0]
+    cost = RUN_MINUTES["cpu"]["01"] + RUN_MINUTES["cpu"]["06"]
+    assert f"chapter(s) 01, 06, about {cost:.0f} min in the cpu profile" in seen[0]
     assert own_runs({"01.pt": "01"}, tmp_path, retrain=True, runner=never_called) == {"01.pt"}
     assert "found in" in capsys.readouterr().out
 
