@@ -540,8 +540,8 @@ save_figure(fig, "05_nearest_neighbours")
 # green-brown field), not the object itself. A network this small, trained this briefly, cannot
 # store thousands of training images. Memorisation becomes a real risk for large models trained
 # long on small data sets, or on images that appear many times in the data, and this is the
-# check to run then (Carlini et al. use a stricter distance that compares image patches, since
-# plain pixel distance can miss a copy that is shifted or recoloured).
+# check to run then (Carlini et al. compare images tile by tile and keep the worst tile, since
+# plain pixel distance calls two images close when they share a large plain background).
 #
 # **Per-class quality.** A class-conditional generator can be good on average and poor on one
 # class. The judge's accuracy per class, for every row of the table:
