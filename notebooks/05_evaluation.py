@@ -174,7 +174,7 @@ print(f"judge: {sum(p.numel() for p in judge.parameters()) / 1e6:.2f}M parameter
 # | DDPM, shipped | chapter 04's recipe trained longer on these classes | `checkpoints/` |
 # | DDPM, shipped, guided | the same, with classifier-free guidance $w = 2$ | |
 # | DDPM, shipped, eta 0 | the same, with the deterministic DDIM sampler | |
-# | LDM, chapter 06 run | a latent-diffusion prior trained in chapter 06, on the shipped first stage | chapter 06 |
+# | LDM, chapter 06 run | a diffusion prior trained in chapter 06 on the latents of a shipped autoencoder (the "first stage") | chapter 06 |
 # | LDM, chapter 06 run, guided | the same, with the guidance weight chosen for the shipped prior | |
 # | LDM, shipped, guided | chapter 06's recipe trained longer, guided | `checkpoints/` |
 #
