@@ -19,6 +19,7 @@ from torch import nn
 
 from .data import ImageSet, TensorSet
 from .diffusion import Diffusion
+from .flow import FlowMatching
 from .models.first_stage import FirstStage
 from .runtime import eval_mode
 
@@ -42,11 +43,12 @@ def encode_set(first_stage: FirstStage, data: ImageSet, *, mirror: bool = False,
 class LatentDiffusion(nn.Module):
     """A first stage and a diffusion prior over its latents, as one sampler of images.
 
-    first_stage: a trained FirstStage (its `scale` set); prior: eps_theta(zt, t, y) on latent
-    grids (B, *first_stage.cfg.latent_shape); diffusion: a Diffusion with `data="latent"`.
+    first_stage: a trained FirstStage (its `scale` set); prior: the network on latent grids
+    (B, *first_stage.cfg.latent_shape); diffusion: the process the prior was trained with, a
+    Diffusion (prior = eps_theta) or a FlowMatching (prior = v_theta), with `data="latent"`.
     """
 
-    def __init__(self, first_stage: FirstStage, prior: nn.Module, diffusion: Diffusion):
+    def __init__(self, first_stage: FirstStage, prior: nn.Module, diffusion: Diffusion | FlowMatching):
         super().__init__()
         if diffusion.cfg.data != "latent":
             raise ValueError("the diffusion of a latent model needs DiffusionConfig(data='latent'): with "
@@ -63,11 +65,16 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, *, steps: int = 50, eta: float = 1.0, guidance: float = 1.0,
-               generator: torch.Generator | None = None, progress: bool = True) -> torch.Tensor:
-        """Images (n, 3, 32, 32) in [0, 1] for the class ids y (n,): DDIM in latent space with
-        `steps` steps (`steps` = T with eta = 1 is ancestral DDPM), then one decoder call."""
+               generator: torch.Generator | None = None, progress: bool = True,
+               solver: str = "euler") -> torch.Tensor:
+        """Images (n, 3, 32, 32) in [0, 1] for the class ids y (n,): the reverse process in latent
+        space with `steps` steps, then one decoder call. A Diffusion samples with DDIM (`eta`;
+        `steps` = T with eta = 1 is ancestral DDPM), a FlowMatching with its ODE `solver`."""
         device = self.first_stage.scale.device
-        z = self.diffusion.ddim_sample(self.prior, len(y), y.to(device), steps=steps, eta=eta,
-                                       guidance=guidance, shape=self.latent_shape, generator=generator,
-                                       device=device, progress=progress)      # (n, C, h, w)
-        return self.first_stage.decode_latent(z)
+        common = dict(guidance=guidance, shape=self.latent_shape, generator=generator, device=device,
+                      progress=progress)
+        if isinstance(self.diffusion, FlowMatching):
+            z = self.diffusion.sample(self.prior, len(y), y.to(device), steps=steps, solver=solver, **common)
+        else:
+            z = self.diffusion.ddim_sample(self.prior, len(y), y.to(device), steps=steps, eta=eta, **common)
+        return self.first_stage.decode_latent(z)                                # z: (n, C, h, w)
