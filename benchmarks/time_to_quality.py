@@ -3,6 +3,9 @@
     python benchmarks/time_to_quality.py vae --minutes 15     # improved VAE: test bits/dim vs minutes
     python benchmarks/time_to_quality.py ddpm --minutes 20    # DDPM: judge FD and held-out MSE vs minutes
     python benchmarks/time_to_quality.py ldm --minutes 15     # chapter 06's latent diffusion prior
+    python benchmarks/time_to_quality.py lfm --minutes 15     # the same prior trained by flow matching (07)
+    python benchmarks/time_to_quality.py lfm --classes all --guidance 2 --final-nfe 10,20,50 --minutes 12
+                                                              # equal minutes, ten classes, judged at 3 NFE
     python benchmarks/time_to_quality.py peer-ddpm-pytorch --minutes 15   # denoising-diffusion-pytorch
     python benchmarks/time_to_quality.py peer-diffusers --minutes 15      # diffusers UNet2DModel + DDPMScheduler
     python benchmarks/time_to_quality.py summary --minutes 15 --out DIR    # the four diffusion runs in DIR
@@ -30,6 +33,13 @@ the machine (fit's wall time is recorded beside it). Scoring time is reported ap
   not counted here, the file records them) and the 6.5M-parameter prior on the latents of the
   same airplane+frog training images (and their mirror images), trained with `fit`. Scores: the
   judge FD and class accuracy of DDIM-50 samples decoded to images, as for ddpm.
+- lfm: chapter 07's latent flow matching: the same first stage, latents, U-Net, batch and
+  optimiser as ldm, trained with the flow-matching loss instead of the DDPM loss, and sampled
+  with Euler steps (20 at the intermediate points) instead of DDIM-50. ldm and lfm are the
+  equal-minutes comparison of chapter 07: `--final-nfe 10,20,50` scores the last weights once
+  more at each number of network evaluations (ldm: DDIM with eta 0, the DDPM's ODE sampler; lfm:
+  Euler, and Heun with about the same NFE), on `--n-final` samples. `--classes all` trains and
+  judges on all ten classes; `--guidance w` samples with classifier-free guidance.
 - peer-ddpm-pytorch: denoising-diffusion-pytorch's `Unet` (dim 12, 0.25M parameters, about the
   size of ours) inside its own `GaussianDiffusion` with its documented defaults (v-prediction,
   sigmoid schedule, T = 1000) and its Trainer's optimiser defaults (Adam, lr 1e-4, betas (0.9,
@@ -60,6 +70,7 @@ import torch
 
 from cvae_lib.data import cache_dir, from_unit, load_cifar10, to_unit
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
+from cvae_lib.flow import FlowConfig, FlowMatching
 from cvae_lib.latent import LatentDiffusion, encode_set
 from cvae_lib.metrics import judge_scores
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
@@ -72,7 +83,7 @@ from cvae_lib.train import EMA, TrainConfig, evaluate, fit, infer
 from cvae_lib.weights import load_weights, read_metadata, shipped
 
 OUT = Path(__file__).resolve().parent / "results"
-MODELS = ("vae", "ddpm", "ldm", "peer-ddpm-pytorch", "peer-diffusers")
+MODELS = ("vae", "ddpm", "ldm", "lfm", "peer-ddpm-pytorch", "peer-diffusers")
 
 
 def improved_vae(width: int, kl_warmup_steps: int) -> CVAEConfig:
@@ -107,6 +118,8 @@ def setup(args, device):
 def _judged(args, device, P):
     """The airplane+frog (profile) data, the judge, its test features and the labels to sample."""
     classes = list(P.diffusion.classes) if P.diffusion.classes else None
+    if args.classes:
+        classes = None if args.classes == "all" else args.classes.split(",")
     train = load_cifar10("train").subset(classes)
     test = load_cifar10("test").subset(classes, n_per_class=args.test_per_class, seed=0)
     judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
@@ -144,26 +157,63 @@ def _ddpm(args, device, P):
         "ema_decay": args.ema_decay}
 
 
-def _ldm(args, device, P):
+def _latent(args, device, P, objective: str):
+    """ldm (objective "ddpm") or lfm ("flow"): the same first stage, latents, U-Net and recipe."""
     classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
     first_file = Path(args.first_stage) if args.first_stage else shipped("ldm_first_stage")
     first = load_weights(first_file, FirstStage, FirstStageConfig).to(device).requires_grad_(False)
     latents = encode_set(first, train, mirror=True)
-    diffusion = Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device)
+    if objective == "flow":
+        process = FlowMatching(FlowConfig.course(data="latent"))
+    else:
+        process = Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device)
     model = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=P.ldm.width))
     ema = EMA(model, decay=args.ema_decay)
     cfg = TrainConfig(epochs=10**6, batch_size=args.batch_size or P.ldm.batch_size, lr=1e-3, warmup_steps=100,
                       grad_clip=1.0, max_steps=args.eval_steps, compile=args.compile, progress=False)
 
-    def score():
-        ldm = LatentDiffusion(first, ema.model.eval(), diffusion)
-        x = ldm.sample(y_gen, steps=50, eta=1.0, generator=torch.Generator(device).manual_seed(0), progress=False)
-        return {**_scores(judge, x, y_gen, feats_test, True), "n_test": len(test)}
-    return model, diffusion.train_loss, latents, cfg, ema, score, {
-        "model_config": asdict(model.cfg), "diffusion": asdict(diffusion.cfg), "classes": classes,
-        "ema_decay": args.ema_decay,
-        "first_stage": first_file.name,
-        "first_stage_minutes": read_metadata(first_file)["metrics"]["train_seconds"] / 60}
+    def sample(nfe: int, solver: str = "euler", n: int | None = None):
+        ldm = LatentDiffusion(first, ema.model.eval(), process)
+        y = y_gen if n is None else _labels(y_gen, n)
+        steps = nfe if solver == "euler" else (nfe + 1) // 2          # Heun: 2 * steps - 1 NFE
+        eta = 0.0 if args.final_nfe else 1.0                          # the NFE sweep: the DDPM's ODE sampler
+        x = torch.cat([ldm.sample(yb, steps=steps, eta=eta, guidance=args.guidance, solver=solver,
+                                  generator=torch.Generator(device).manual_seed(i), progress=False).cpu()
+                       for i, yb in enumerate(y.split(500))])
+        return x, y
+
+    def score():          # in an NFE comparison both at 20 NFE; else each at its chapter's sampler
+        x, y = sample(20 if objective == "flow" or args.final_nfe else 50)
+        return {**_scores(judge, x, y, feats_test, True), "n_test": len(test)}
+
+    def final(nfe: int, solver: str) -> dict:
+        x, y = sample(nfe, solver, args.n_final)
+        steps = nfe if solver == "euler" else (nfe + 1) // 2
+        used = FlowMatching.nfe(steps, solver) if objective == "flow" else nfe
+        name = {"flow": solver, "ddpm": "ddim-eta0"}[objective]
+        return {"sampler": name, "nfe": used, **_scores(judge, x, y, feats_test, True)}
+
+    solvers = ("euler", "heun") if objective == "flow" else ("ddim",)
+    return model, process.train_loss, latents, cfg, ema, score, {
+        "model_config": asdict(model.cfg), "objective": objective,
+        "process": asdict(process.cfg), "classes": classes, "guidance": args.guidance,
+        "ema_decay": args.ema_decay, "first_stage": first_file.name,
+        "first_stage_minutes": read_metadata(first_file)["metrics"]["train_seconds"] / 60,
+        "final": lambda: [final(n, s) for n in args.final_nfe for s in solvers]}
+
+
+def _labels(y_gen: torch.Tensor, n: int) -> torch.Tensor:
+    """n labels with every class of y_gen equally often (n is rounded down to a multiple)."""
+    ids = torch.unique(y_gen)
+    return ids.repeat_interleave(n // len(ids))
+
+
+def _ldm(args, device, P):
+    return _latent(args, device, P, "ddpm")
+
+
+def _lfm(args, device, P):
+    return _latent(args, device, P, "flow")
 
 
 def _peer_ddpm_pytorch(args, device, P):
@@ -231,7 +281,7 @@ def _peer_diffusers(args, device, P):
         "peer": "diffusers UNet2DModel + DDPMScheduler, train_unconditional.py recipe", "classes": classes}
 
 
-DIFFUSION_SETUPS = {"ddpm": _ddpm, "ldm": _ldm, "peer-ddpm-pytorch": _peer_ddpm_pytorch,
+DIFFUSION_SETUPS = {"ddpm": _ddpm, "ldm": _ldm, "lfm": _lfm, "peer-ddpm-pytorch": _peer_ddpm_pytorch,
                     "peer-diffusers": _peer_diffusers}
 
 
@@ -241,6 +291,7 @@ def run(args) -> dict:
     device = pick_device(args.device)
     seed_everything(0)
     model, loss_fn, train, cfg, ema, score, facts = setup(args, device)
+    final = facts.pop("final", None)
     name = f"ttq-{args.model}-{device.type}" + ("-quick" if args.quick else "")
     ckpt = Path(args.run_dir or cache_dir() / "ttq") / f"{name}.pt"
     out = Path(args.out)
@@ -286,6 +337,10 @@ def run(args) -> dict:
     clock["mark"] = time.process_time()
     fit(model, loss_fn, train, cfg, checkpoint=ckpt, ema=ema, device=device, on_epoch=on_epoch)
     result["wall_minutes_this_call"] = (time.perf_counter() - t0) / 60
+    if final is not None and args.final_nfe and not result.get("final"):
+        t1 = time.perf_counter()
+        result["final"] = final()
+        result["final_seconds"] = time.perf_counter() - t1
     result_path.write_text(json.dumps(result, indent=2))
     (out / f"{name}.md").write_text(markdown(result))
     plot(result, out / f"{name}.png")
@@ -312,8 +367,17 @@ def markdown(result: dict) -> str:
     rows = ["| steps | training minutes | " + " | ".join(c[1] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
     rows += [f"| {p['steps']} | {p['train_minutes']:.2f} | " + " | ".join(format(p[k], f) for k, _, f in cols) + " |"
              for p in pts]
-    return head + "\n".join(rows) + (f"\n\nFD and KID between {n} DDIM-50 samples (EMA weights) and {nt} test "
+    sampler = "Euler-20" if s["model"] == "lfm" else ("DDIM-20 (eta 0)" if result.get("final") else "DDIM-50")
+    text = head + "\n".join(rows) + (f"\n\nFD and KID between {n} {sampler} samples (EMA weights) and {nt} test "
                                      f"images in the judge's feature space.\n")
+    if result.get("final"):
+        fin = result["final"]
+        rows = ["| sampler | NFE | judge class acc | judge FD | KID |", "|---|---|---|---|---|"]
+        rows += [f"| {f['sampler']} | {f['nfe']} | {f['class_acc']:.1%} | {f['fd_judge']:.1f} | {f['kid_judge']:.2f} |"
+                 for f in fin]
+        text += (f"\nThe last weights, sampled again with {fin[0]['n_samples']} samples (guidance w = "
+                 f"{s.get('guidance', 1.0):g}):\n\n" + "\n".join(rows) + "\n")
+    return text
 
 
 def plot(result: dict, path: Path) -> None:
@@ -328,8 +392,8 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xlabel("training minutes"), ax.set_ylabel(label), ax.grid(alpha=0.3)
     m = result["machine"]
     where = m.get("gpu") or f"{m['device']}, {m['cpu_threads']} threads"
-    what = {"vae": "improved VAE", "ddpm": "DDPM", "ldm": "latent diffusion"}.get(result["setting"]["model"],
-                                                                            result["setting"]["model"])
+    names = {"vae": "improved VAE", "ddpm": "DDPM", "ldm": "latent diffusion", "lfm": "latent flow matching"}
+    what = names.get(result["setting"]["model"], result["setting"]["model"])
     ax.set_title(f"{what}: {label} against training time ({where})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -337,7 +401,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 PEERS = ("peer-ddpm-pytorch", "peer-diffusers")
-LABELS = {"ddpm": "course pixel DDPM", "ldm": "course latent diffusion",
+LABELS = {"ddpm": "course pixel DDPM", "ldm": "course latent diffusion", "lfm": "course latent flow matching",
           "peer-ddpm-pytorch": "denoising-diffusion-pytorch (its defaults)",
           "peer-diffusers": "diffusers UNet2DModel + DDPMScheduler (example recipe)"}
 
@@ -404,6 +468,11 @@ def main(argv=None) -> dict:
     p.add_argument("--test-per-class", type=int, default=None, help="test images per class (default: all 1,000)")
     p.add_argument("--n-eval", type=int, default=None, help="ddpm: samples per FD (default: the profile's n_eval)")
     p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--classes", default=None,
+                   help="ddpm/ldm/lfm: comma-separated class names, or `all` (default: the profile's)")
+    p.add_argument("--guidance", type=float, default=1.0, help="ldm/lfm: classifier-free guidance weight w")
+    p.add_argument("--final-nfe", default="", help="ldm/lfm: e.g. 10,20,50: score the last weights at each NFE")
+    p.add_argument("--n-final", type=int, default=1000, help="samples per --final-nfe score")
     p.add_argument("--first-stage", default=None,
                    help="ldm: a first stage .safetensors file listed in its SHA256SUMS (default: the shipped one)")
     p.add_argument("--profile", default=None, help="sizes from this profile (default: gpu on CUDA, else cpu)")
@@ -421,6 +490,7 @@ def main(argv=None) -> dict:
         print(text)
         return {"summary": text}
     args.compile = "auto" if args.compile else False
+    args.final_nfe = [int(n) for n in args.final_nfe.split(",") if n.strip()]
     gpu = pick_device(args.device).type == "cuda"
     if args.quick:
         args.profile = args.profile or "smoke"
