@@ -62,11 +62,11 @@ class Explorer:
     #                          the cells above it run, and the explorer's cell (and those below)
 
 
-# 02 runs whole (12 s in the smoke profile on an idle 2-core CPU). Of 04's 60 s, sections 7-10
-# (DDPM sampling by hand and by the library, 1,000 steps each, DDIM and guidance sweeps) are
-# most of the time and the scrubber needs none of them; nbval runs them in `make test`.
+# 02 runs whole (12 s in the smoke profile on an idle 2-core CPU). Of 04's 60 s, sections 9-12
+# (DDPM sampling, 1,000 steps with and without clipping, DDIM and guidance sweeps, the class
+# grids) are most of the time and the scrubber needs none of them; nbval runs them in `make test`.
 EXPLORERS = [Explorer("02_vae.ipynb", "latent_explorer(lambda", "PC 1"),
-             Explorer("04_ddpm.ipynb", "timestep_scrubber(diffusion", "t", skip='desc="DDPM by hand"')]
+             Explorer("04_ddpm.ipynb", "timestep_scrubber(diffusion", "t", skip="no_clip = Diffusion(")]
 
 
 # ----------------------------------------------------------------------------- fixtures
