@@ -18,9 +18,25 @@ The grader (`cvae_lib.grade`) never trusts those outputs: it calls these same ch
 in its own process, inside `collecting()` (results returned, nothing shown or raised), with a
 proxy in place of the student's function; a proxy that cannot reach the student's code raises
 `CheckNotRun`, which is reported with the grader's reason.
+
+Inputs. Every random input of a check comes from `input_generator(name)` (tensors) or
+`seeded(name)` (a module's initial weights), never from a seed written in the check. By default
+those are fixed, public seeds, so a student's self-check gives the same inputs every time. The
+grader calls `set_input_seed(secret)` in its own process first: every check then draws its
+inputs from a generator derived from the secret and the check's name, so a function that
+memorised the public inputs (a lookup table) does not pass; a function that computes does.
+
+Each exercise module also lists, in `REFERENCES`, the library functions that implement what a
+graded student function does ({"reparameterize": ["cvae_lib.models.vae.reparameterize"]}), so
+the grader can tell a submission that only calls the library's answer.
+
+Adding an exercise: a module `checks/exNN.py` with one `check_<task>(fn)` per task (each a list
+of named properties handed to `run_checks`, inputs from `input_generator`), `REFERENCES`, and a
+solution notebook `solutions/exNN_name.py` whose check cells call them (see CONTRIBUTING.md).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,10 +46,42 @@ from dataclasses import asdict, dataclass
 import torch
 
 __all__ = ["CheckFailed", "CheckNotRun", "CheckResult", "run_checks", "collecting", "expect", "expect_shape",
-           "expect_close", "CHECK_MIME"]
+           "expect_close", "CHECK_MIME", "set_input_seed", "input_seed", "input_generator", "seeded"]
 
 CHECK_MIME = "application/vnd.cvae-check+json"
 _COLLECTING: ContextVar[bool] = ContextVar("cvae_checks_collecting", default=False)
+_INPUT_SEED: int | None = None          # None: the public seeds; the grader sets a secret one
+
+
+def set_input_seed(seed: int | None) -> None:
+    """Where every check draws its random inputs from: None (the default) the fixed public seeds
+    of the students' self-checks; an int (the grader's secret) a generator derived from it and
+    each check's name, so the inputs cannot be known in advance."""
+    global _INPUT_SEED
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"the input seed must be an int or None, got {type(seed).__name__}")
+    _INPUT_SEED = seed
+
+
+def input_seed(name: str) -> int:
+    """The 63-bit seed of the inputs named `name` (e.g. "ex01.psnr"): a hash of the name, and of
+    the secret seed when one is set, so every check and every secret gets its own inputs."""
+    key = f"public/{name}" if _INPUT_SEED is None else f"secret/{_INPUT_SEED}/{name}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
+
+
+def input_generator(name: str) -> torch.Generator:
+    """A CPU generator for the random inputs named `name`; see `set_input_seed`."""
+    return torch.Generator().manual_seed(input_seed(name))
+
+
+@contextmanager
+def seeded(name: str) -> Iterator[None]:
+    """Inside this block torch's global generator is seeded from `input_seed(name)`, for what
+    draws from it (a module's initial weights); the caller's random state is restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(input_seed(name))
+        yield
 
 
 class CheckFailed(AssertionError):
