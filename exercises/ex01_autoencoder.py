@@ -14,17 +14,21 @@
 # ---
 
 # %% [markdown]
-# # Exercise 01: autoencoder building blocks
+# # Exercise 01: an autoencoder, measured and trained by hand
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cvae-course/cvae-course/blob/main/exercises/ex01_autoencoder.ipynb)
 #
-# Three small functions from chapter 01. Write each one where it says `YOUR CODE HERE`, then run
-# the check cell below it: the check tells you **which property** of your function does not
-# hold yet (shape, a known value, an edge case), not just "wrong".
+# Chapter 01 trains an autoencoder with the library. Here you build the pieces yourself: the
+# score of a reconstruction (PSNR), the walk between two codes, the encoder's building block,
+# and finally the training loop, which you run on CIFAR-10 to look at what your autoencoder
+# reconstructs and what it decodes between two images.
 #
-# Run time: a few seconds, no training, no data.
+# Write each function where it says `YOUR CODE HERE`, then run the check cell below it: the
+# check tells you **which property** of your function does not hold yet (shape, a known value,
+# an edge case), not just "wrong".
 #
-# *This notebook is generated from `solutions/ex01_autoencoder.py` by `tools/build_notebooks.py`; edit the solution, not this file.*
+# **Run time:** seconds for the checks; the training run in part 4 takes about a minute on a
+# laptop CPU (seconds in the `smoke` profile).
 
 # %%
 # Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens.
@@ -39,6 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from cvae_lib.checks import ex01
+from cvae_lib.profiles import get_profile
+
+P = get_profile()          # CVAE_PROFILE: smoke (seconds) | cpu | gpu; sizes part 4's run
 
 # %% [markdown]
 # ## 1. PSNR
@@ -98,9 +105,89 @@ def bottleneck_forward(block, x: torch.Tensor) -> torch.Tensor:
 ex01.check_bottleneck(bottleneck_forward);
 
 # %% [markdown]
+# ## 4. Train it yourself, then look
+#
+# An autoencoder learns by gradient descent on the reconstruction error. One **step**: draw a
+# batch of training images, reconstruct them, take the mean squared error per pixel as the
+# loss, clear the old gradients (`optimizer.zero_grad()`), compute the new ones
+# (`loss.backward()`) and move the weights (`optimizer.step()`).
+#
+# Write the loop: `steps` such steps on batches drawn at random (with `generator`) from
+# `images`, returning the loss of every step.
+
+# %%
+def train_autoencoder(model, images: torch.Tensor, steps: int, batch_size: int = 64, lr: float = 2e-3,
+                      seed: int = 0) -> torch.Tensor:
+    """Adam on the mean squared error per pixel; images (N, 3, 32, 32) in [0, 1] -> losses (steps,)."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    model.train()
+    # YOUR CODE HERE
+    raise NotImplementedError()
+    model.eval()
+    return torch.tensor(losses)
+
+
+# %% [markdown]
+# Now train chapter 01's autoencoder (a small one: a 64-number code) on CIFAR-10 training
+# images with your loop, and score its reconstructions of test images with your `psnr`.
+
+# %% tags=["experiment"]
+import matplotlib.pyplot as plt
+
+from cvae_lib.data import load_cifar10
+from cvae_lib.models.ae import AEConfig, Autoencoder
+from cvae_lib.plotting import reconstructions, show_images
+
+STEPS = 8 if P.name == "smoke" else 250      # the smoke profile only shows that the cells run
+train_images = load_cifar10("train").subset(n_per_class=20 if P.name == "smoke" else 500, seed=0).images()
+test = load_cifar10("test").subset(n_per_class=2, seed=0)
+x_test = test.images()                                                 # (20, 3, 32, 32)
+
+torch.manual_seed(0)
+model = Autoencoder(AEConfig(latent_dim=64, width=8))
+losses = train_autoencoder(model, train_images, STEPS)
+with torch.no_grad():
+    x_hat = model(x_test)
+print(f"loss: {losses[:5].mean():.4f} in the first 5 steps, {losses[-5:].mean():.4f} in the last 5; "
+      f"test PSNR {psnr(x_test, x_hat).mean():.1f} dB")
+
+# %% tags=["experiment"]
+fig, ax = plt.subplots(figsize=(5, 2.5))
+ax.plot(losses), ax.set_xlabel("step"), ax.set_ylabel("MSE per pixel"), ax.set_yscale("log")
+reconstructions(x_test, x_hat, n=10, title="test images (top) and your autoencoder's reconstructions");
+
+# %% [markdown]
+# The loss falls quickly and then slowly; the reconstructions keep the layout and the colours
+# and lose the details, and the PSNR says how much (chapter 01's longer run reaches more).
+#
+# ### Predict, then run
+#
+# The next cell decodes 8 evenly spaced points on the line between the codes of two test
+# images, with your `interpolate`. Before you run it, write down what you expect the middle
+# images to look like: a third, plausible object halfway between the two, or something else?
+# And why?
+
+# %% [markdown] tags=["prediction"]
+# YOUR ANSWER HERE
+
+# %% tags=["experiment"]
+with torch.no_grad():
+    pair = [int((test.y == k).nonzero()[0]) for k in (1, 7)]   # an automobile and a horse
+    z = model.encode(x_test[pair])                              # (2, 64)
+    path = model.decode(interpolate(z[0], z[1], 8))     # (8, 3, 32, 32)
+show_images(path, nrow=8, title="decoding the line between two codes");
+
+# %% [markdown]
 # ## Going further
 #
 # - Why does the residual connection make deep stacks of these blocks trainable? (Hint: what is
 #   the gradient of `x + h(x)` with respect to `x`?)
 # - PSNR averages squared errors. Which kind of reconstruction error does it barely punish that
 #   your eye notices at once? (Chapter 05 meets SSIM, which was designed for that.)
+# - Decode random codes $z \sim \mathcal N(0, I)$ with your trained model. What do you get, and
+#   why is this not a way to generate new images?
+
+# %% [markdown] tags=["going-further"]
+# YOUR ANSWER HERE

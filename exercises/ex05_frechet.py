@@ -14,19 +14,20 @@
 # ---
 
 # %% [markdown]
-# # Exercise 05: the Frechet distance, behind FID
+# # Exercise 05: the Frechet distance and KID, behind FID
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cvae-course/cvae-course/blob/main/exercises/ex05_frechet.ipynb)
 #
-# Chapter 05 compares generated and real images with the **Frechet distance** (FD) between
-# Gaussians fitted to their features; with Inception features it is called FID. Here you
-# write it yourself, check it on Gaussians whose answer is known, and then see why the
-# number of samples must always be reported beside it. Run the check cell under each
-# function: it tells you **which property** does not hold yet.
+# Chapter 05 compares generated and real images with two distances between sets of image
+# features: the **Frechet distance** (FD) between Gaussians fitted to them (with Inception
+# features it is called FID), and the **kernel inception distance** (KID), which needs no
+# Gaussian. Here you write both yourself, check them on cases whose answer is known, see why the
+# number of samples must always be reported beside FD, and finally score real images and the
+# course's shipped CVAE with your own two functions. Run the check cell under each function: it
+# tells you **which property** does not hold yet.
 #
-# Run time: a few seconds, no training, no data.
-#
-# *This notebook is generated from `solutions/ex05_frechet.py` by `tools/build_notebooks.py`; edit the solution, not this file.*
+# **Run time:** seconds for the checks; part 5 takes under a minute on a laptop CPU (seconds in
+# the `smoke` profile).
 
 # %%
 # Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens.
@@ -40,6 +41,9 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 import torch
 
 from cvae_lib.checks import ex05
+from cvae_lib.profiles import get_profile
+
+P = get_profile()          # CVAE_PROFILE: smoke (seconds) | cpu | gpu; sizes part 5
 
 # %% [markdown]
 # ## 1. Between two Gaussians
@@ -94,28 +98,93 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
 ex05.check_frechet_distance(frechet_distance);
 
 # %% [markdown]
-# ## 3. FD is biased: always report the number of samples
+# ## 3. KID: a kernel instead of Gaussians
 #
-# Draw two sets of $n$ points from the **same** 64-dimensional Gaussian. Their true distance
-# is 0, but the fitted means and covariances are noisy, and $d^2$ can only be positive, so the
-# noise never averages out:
+# KID (Binkowski et al. 2018) compares the two sets through a kernel, here the cubic polynomial
+# $k(x, y) = \big(\tfrac{x \cdot y}{D} + 1\big)^3$ on features of size $D$. The squared
+# **maximum mean discrepancy** between the distributions $P$ of $a$ and $Q$ of $b$ is
+# $\mathbb E\,k(a, a') + \mathbb E\,k(b, b') - 2\,\mathbb E\,k(a, b)$, with $a, a'$ two
+# *independent* draws from $P$. Its unbiased estimate from sets of $n$ and $m$ points averages
+# each within-set term over the pairs of **distinct** points only:
+#
+# $$\widehat{\mathrm{MMD}^2} = \frac{1}{n(n-1)} \sum_{i \ne j} k(a_i, a_j) + \frac{1}{m(m-1)} \sum_{i \ne j} k(b_i, b_j)
+# - \frac{2}{nm} \sum_{i, j} k(a_i, b_j).$$
+#
+# Compute the three kernel matrices with matrix products (in float64), and leave out the
+# diagonals $k(a_i, a_i)$ of the first two. (Chapter 05's KID averages this estimate over random
+# subsets of 100; here it is one estimate on the whole sets.)
 
 # %%
-g = torch.Generator().manual_seed(0)
-for n in (100, 400, 1600, 6400):
-    a, b = torch.randn(n, 64, generator=g), torch.randn(n, 64, generator=g)
-    print(f"n = {n:5d}: FD between two samples of the same Gaussian = {frechet_distance(a, b):.3f}")
+def kid(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """Unbiased MMD^2 with the cubic polynomial kernel between features (N, D) and (M, D)."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %%
+ex05.check_kid(kid);
 
 # %% [markdown]
-# The estimate shrinks roughly like $1/n$ but is never 0. This is why chapter 05 puts a row of
-# **real** images, at the same $n$, in its table, and why published FIDs (50,000 samples)
-# cannot be compared with an FID computed from a few hundred.
+# ## 4. Which of the two is biased?
+#
+# Draw two sets of $n$ points from the **same** 64-dimensional Gaussian: the true distance
+# between their distributions is 0, for FD and for KID alike.
+#
+# ### Predict, then run
+#
+# The next cell computes both for $n = 100, 400, 1600$. Before you run it, write down what you
+# expect each column to show as $n$ grows, and why.
+
+# %% [markdown] tags=["prediction"]
+# YOUR ANSWER HERE
+
+# %% tags=["experiment"]
+g = torch.Generator().manual_seed(0)
+for n in (100, 400, 1600):
+    a, b = torch.randn(n, 64, generator=g), torch.randn(n, 64, generator=g)
+    print(f"n = {n:5d}: FD = {frechet_distance(a, b):7.3f}   KID = {kid(a, b):+.4f}")
+
+# %% [markdown]
+# This is why chapter 05 puts a row of **real** images, at the same $n$, in its table, and why
+# published FIDs (50,000 samples) cannot be compared with an FID computed from a few hundred.
+#
+# ## 5. Your two distances on real images
+#
+# Chapter 05's judge, a small CIFAR-10 classifier shipped with the course, gives 256 features
+# per image. Compare two disjoint halves of the test images (real against real) and the test
+# images against samples of the course's shipped ten-class CVAE, with your `frechet_distance`
+# and your `kid`.
+
+# %% tags=["experiment"]
+from cvae_lib.data import load_cifar10
+from cvae_lib.models.classifier import Classifier, ClassifierConfig
+from cvae_lib.models.cvae import CVAE, CVAEConfig
+from cvae_lib.weights import load_weights, shipped
+
+N = 50 if P.name == "smoke" else 500                      # images per set
+test = load_cifar10("test").subset(n_per_class=2 * N // 10, seed=0)
+judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig)
+cvae = load_weights(shipped("cvae_ten_class"), CVAE, CVAEConfig)
+with torch.no_grad():
+    real = judge.features(test.images())                   # (2N, D)
+    fake = judge.features(cvae.sample(torch.arange(N) % 10, generator=torch.Generator().manual_seed(0)))
+half_a, half_b = real[0::2], real[1::2]                    # two disjoint halves, every class in each
+for name, other in (("real vs real", half_b), ("real vs CVAE", fake)):
+    print(f"{name}:  FD = {frechet_distance(half_a, other):7.2f}   KID = {kid(half_a, other):+.4f}   (n = {N})")
+
+# %% [markdown]
+# Real against real is not 0 for FD, for the reason of part 4: that row is the floor any model
+# is measured against at this $n$. The CVAE's samples are far above it in both columns; KID
+# says the same as FD, on a scale where "no difference" is 0.
 #
 # ## Going further
 #
 # - Show that for commuting covariances (e.g. both diagonal) the trace term becomes
 #   $\lVert \Sigma_1^{1/2} - \Sigma_2^{1/2} \rVert_F^2$.
 # - With $D = 256$ features and $n = 100$ samples the fitted covariance has rank at most 99.
-#   What does that do to the estimate? Try it above with a larger dimension.
-# - KID (`cvae_lib.metrics.kid`) uses a kernel instead of Gaussians and is unbiased. Compare
-#   it with FD for the same pairs of sets.
+#   What does that do to the estimate? Try it in part 4 with a larger dimension.
+# - Why does an unbiased estimate of a squared distance come out negative sometimes, and what
+#   should you report when it does?
+
+# %% [markdown] tags=["going-further"]
+# YOUR ANSWER HERE

@@ -14,19 +14,22 @@
 # ---
 
 # %% [markdown]
-# # Exercise 04: the three equations of a DDPM
+# # Exercise 04: a DDPM sampler, equation by equation
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cvae-course/cvae-course/blob/main/solutions/ex04_ddpm.ipynb)
 #
 # Chapter 04 trains and samples a diffusion model with `cvae_lib.diffusion`. Here you write
-# its core yourself: the forward process, the training loss and one step of ancestral
-# sampling (Ho et al. 2020). Run the check cell under each function: it tells you **which
-# property** does not hold yet.
+# its core yourself: the forward process, the training loss, one step of ancestral sampling
+# (Ho et al. 2020), the general DDIM step with its parameter $\eta$ (Song et al. 2020), and
+# finally the whole sampling loop with classifier-free guidance (Ho & Salimans 2022), which you
+# run on the course's shipped ten-class DDPM to draw images of a class you pick.
+# Run the check cell under each function: it tells you **which property** does not hold yet.
 #
-# Conventions: images are in $[-1, 1]$, shape `(B, C, H, W)`; timesteps `t` are indices
-# `0..T-1`; the schedule comes as 1-D tensors `beta`, `alpha_bar` of length `T`.
+# Conventions: images are in $[-1, 1]$ inside the process, shape `(B, C, H, W)`; timesteps `t`
+# are indices `0..T-1`; the schedule comes as 1-D tensors `beta`, `alpha_bar` of length `T`.
 #
-# Run time: a few seconds, no training, no data.
+# **Run time:** seconds for the checks; the samples of part 5 take well under a minute on a laptop
+# CPU (seconds in the `smoke` profile).
 
 # %%
 # Setup: on Colab, install the course (keeping Colab's torch); elsewhere nothing happens.
@@ -40,8 +43,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 import torch
 
 from cvae_lib.checks import ex04
-from cvae_lib.diffusion import Diffusion, DiffusionConfig
+from cvae_lib.diffusion import Diffusion, DiffusionConfig, ddim_timesteps
+from cvae_lib.profiles import get_profile
 
+P = get_profile()          # CVAE_PROFILE: smoke (seconds) | cpu | gpu; sizes part 5's sampling
 schedule = Diffusion(DiffusionConfig(T=1000))       # linear schedule of Ho et al.
 beta, alpha_bar = schedule.beta, schedule.alpha_bar  # (T,) each
 print(f"beta from {beta[0]:.4f} to {beta[-1]:.4f}; alpha_bar from {alpha_bar[0]:.4f} to {alpha_bar[-1]:.2e}")
@@ -122,10 +127,161 @@ def reverse_step(eps_hat: torch.Tensor, xt: torch.Tensor, t: int, z: torch.Tenso
 ex04.check_reverse_step(reverse_step);
 
 # %% [markdown]
+# ## 4. DDIM: one update, any $\eta$
+#
+# DDIM (Song et al. 2020) predicts the clean image from the noise estimate and moves to an
+# *earlier* step $t'$ of a shorter sequence, which need not be $t - 1$. With
+# $\bar\alpha = \bar\alpha_t$ and $\bar\alpha' = \bar\alpha_{t'}$ (and $\bar\alpha' = 1$ when
+# `t_prev == -1`, the end):
+#
+# $$\hat x_0 = \frac{x_t - \sqrt{1 - \bar\alpha}\,\hat\varepsilon}{\sqrt{\bar\alpha}}, \qquad
+# x_{t'} = \sqrt{\bar\alpha'}\,\hat x_0 + \sqrt{1 - \bar\alpha' - \sigma^2}\;\hat\varepsilon + \sigma z \quad\text{(Eq. 12)},$$
+#
+# $$\sigma = \eta\,\sqrt{\frac{1 - \bar\alpha'}{1 - \bar\alpha}}\,\sqrt{1 - \frac{\bar\alpha}{\bar\alpha'}} \quad\text{(Eq. 16)} .$$
+#
+# $\eta = 0$ is deterministic; $\eta = 1$ adds as much fresh noise as the DDPM does. With
+# `clip=True`, clamp $\hat x_0$ to $[-1, 1]$ (the range of images) and recompute the noise that
+# goes with the clamped $\hat x_0$, $\hat\varepsilon = (x_t - \sqrt{\bar\alpha}\,\hat x_0) / \sqrt{1 - \bar\alpha}$,
+# before the update. `t` and `t_prev` are plain ints.
+
+# %%
+def ddim_step(eps_hat: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int, eta: float, z: torch.Tensor,
+              alpha_bar: torch.Tensor, clip: bool = False) -> torch.Tensor:
+    """x_t (B, C, H, W) -> x_{t_prev} (B, C, H, W); t_prev = -1 means x0; z: noise like xt."""
+    ### BEGIN SOLUTION
+    ab = alpha_bar[t]
+    ab_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.ones_like(ab)
+    x0 = (xt - (1 - ab).sqrt() * eps_hat) / ab.sqrt()
+    if clip:
+        x0 = x0.clamp(-1, 1)
+        eps_hat = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()          # the noise that goes with the clamped x0
+    sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
+    return ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps_hat + sigma * z
+    ### END SOLUTION
+
+
+# %%
+ex04.check_ddim_step(ddim_step);
+
+# %% [markdown]
+# ## 5. The whole sampler, with classifier-free guidance
+#
+# A class-conditional model $\varepsilon_\theta(x_t, t, y)$ trained with classifier-free
+# guidance also knows a "null" class (`null`, here 10) meaning "no class". Guidance mixes the
+# two predictions with a weight $w$:
+#
+# $$\tilde\varepsilon = \varepsilon_\theta(x_t, t, \varnothing) + w\,\big(\varepsilon_\theta(x_t, t, y) - \varepsilon_\theta(x_t, t, \varnothing)\big).$$
+#
+# Write the loop: start from $x_T \sim \mathcal N(0, I)$ of shape `(n, 3, 32, 32)` drawn with
+# `torch.randn(..., generator=generator)`; for each timestep `t` of `ddim_timesteps(T, steps)`
+# (given: e.g. `[999, 666, 333, 0]`), call the model with `t` as a `(n,)` tensor, guide, draw
+# `z = torch.randn(x.shape, generator=generator)` if `eta > 0` and this is not the last step
+# (zeros otherwise), and take your `ddim_step` to the next listed timestep (`-1` after the last)
+# with `clip=True`. Return the images mapped from $[-1, 1]$ to $[0, 1]$. Drawing from the
+# generator in exactly this order makes your samples comparable with the library's.
+
+# %%
+def sample(model, y: torch.Tensor, w: float, eta: float, steps: int, generator: torch.Generator,
+           alpha_bar: torch.Tensor, null: int = 10) -> torch.Tensor:
+    """n images for the labels y (n,), guidance weight w -> (n, 3, 32, 32) in [0, 1]."""
+    ts = ddim_timesteps(len(alpha_bar), steps).tolist()      # from T-1 down to 0
+    ### BEGIN SOLUTION
+    n = len(y)
+    x = torch.randn((n, 3, 32, 32), generator=generator)       # x_T
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        tt = torch.full((n,), t)
+        eps_y, eps_null = model(x, tt, y), model(x, tt, torch.full_like(y, null))
+        eps = eps_null + w * (eps_y - eps_null)
+        last = t_prev < 0
+        z = torch.randn(x.shape, generator=generator) if eta > 0 and not last else torch.zeros_like(x)
+        x = ddim_step(eps, x, t, t_prev, eta, z, alpha_bar, clip=True)
+    return ((x + 1) / 2).clamp(0, 1)
+    ### END SOLUTION
+
+
+# %% [markdown]
+# The check runs your sampler on the shipped ten-class DDPM with a few steps and compares it,
+# image for image, with the library's `Diffusion.ddim_sample` on the same generator, for
+# $\eta \in \{0, 1\}$ and $w \in \{0, 2\}$.
+
+# %%
+ex04.check_sample(sample);
+
+# %% [markdown]
+# Now draw images of a class you pick with your sampler and the shipped network (a small U-Net
+# trained for a few hours on a CPU: do not expect the sharpness of published models).
+
+# %% tags=["experiment"]
+from cvae_lib.models.unet import UNet, UNetConfig
+from cvae_lib.plotting import show_images
+from cvae_lib.weights import load_weights, shipped
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CLASS = "horse"                                   # pick any of the ten
+STEPS = 5 if P.name == "smoke" else 50            # the smoke profile only shows that the cells run
+ddpm = load_weights(shipped("ddpm_ten_class"), UNet, UNetConfig)
+y = torch.full((8,), CLASSES.index(CLASS))
+
+# %% [markdown]
+# ### Predict, then run
+#
+# The next cell draws 8 images of your class from the same noise with $w = 0$, $1$ and $3$.
+# Before you run it, write down what you expect each row to look like, and why.
+
+# %% [markdown] tags=["prediction"]
+# **Answer.** $w = 0$: varied images that mostly do **not** look like the chosen class (some of
+# any class, some no object at all). $w = 1$: somewhat more often the class, still varied and
+# often unclear. $w = 3$: the class most clearly (shapes and typical colours of a horse: brown
+# bodies on green or sky backgrounds), but **less varied** and with stronger, more saturated
+# colours and contrast.
+#
+# **Why.** $w = 0$ uses only the null-class prediction: samples from the unconditional model,
+# which knows nothing of the label. $w = 1$ is the plain conditional model, which for a small
+# network is a weak pull towards the class. Larger $w$ extrapolates beyond the conditional
+# prediction, away from the unconditional one: by Bayes' rule this sharpens $p(x \mid y)$
+# towards $p(x \mid y)\,p(y \mid x)^{w-1}$, images the model finds typical of the class, so
+# fidelity rises and diversity falls. Pushed too far, the predicted $\hat x_0$ overshoots and the
+# clipping to $[-1, 1]$ shows up as saturated colours.
+
+# %% tags=["experiment"]
+rows = [sample(ddpm, y, w, 0.0, STEPS, torch.Generator().manual_seed(0), alpha_bar) for w in (0.0, 1.0, 3.0)]
+show_images(torch.cat(rows), nrow=8, row_labels=["w = 0", "w = 1", "w = 3"],
+            title=f"your sampler, {STEPS} DDIM steps, class {CLASS!r}");
+
+# %% [markdown]
 # ## Going further
 #
-# - Put your three functions together: a loop from $x_T \sim \mathcal N(0, I)$ to $x_0$ with
-#   `reverse_step`, for a model that always predicts zero noise. What does it produce, and why?
-# - Why is $\tilde\beta_1 = 0$? (What do you know about $x_0$ once you know $x_1$ and the noise?)
-# - Chapter 04 clips the predicted $\hat x_0$ to $[-1, 1]$ before taking the step. Rewrite the
-#   mean of Eq. 11 in terms of $\hat x_0$ (Eq. 7) to see where that clipping goes.
+# - Run your sampler with a model that always predicts zero noise, `lambda x, t, y: torch.zeros_like(x)`.
+#   What does it produce, with and without clipping, and why?
+# - Why is $\tilde\beta$ zero at the first step (index 0)? (What do you know about $x_0$ once
+#   you know $x_1$ and the noise?)
+# - Chapter 04 clips the predicted $\hat x_0$ to $[-1, 1]$ also in the ancestral step. Rewrite
+#   the mean of Eq. 11 in terms of $\hat x_0$ (Eq. 7) to see where that clipping goes.
+# - With $\eta = 0$, how do the samples change from 5 to 50 steps? And with $\eta = 1$?
+
+# %% [markdown] tags=["going-further"]
+# **Answers.**
+#
+# - With $\hat\varepsilon = 0$ the model claims that $x_t$ holds no noise, so
+#   $\hat x_0 = x_t / \sqrt{\bar\alpha_t}$: at the first step, $x_T$ blown up by
+#   $1/\sqrt{\bar\alpha_T}$, over a hundred. Without clipping the deterministic sampler keeps
+#   $x \propto \hat x_0$ and returns that huge noise (every pixel at 0 or 1 after the final
+#   clamp to the image range); with clipping $\hat x_0$ is clamped to $\pm 1$ per pixel at every
+#   step, so the result is the sign pattern of $x_T$: saturated, pure-colour pixel noise. Either
+#   way nothing image-like appears: all the structure of a sample comes from the network.
+# - At index 0 the previous step is $x_0$ itself, $\bar\alpha_{\text{prev}} = 1$, so
+#   $\tilde\beta = \frac{1 - 1}{1 - \bar\alpha}\,\beta = 0$. The posterior
+#   $q(x_0 \mid x_1, x_0)$ is a point: once $x_0$ is predicted there is nothing left to be
+#   uncertain about, and any noise added would only be an error in the final image.
+# - Eq. 7 writes the posterior mean as
+#   $\tilde\mu = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1 - \bar\alpha_t}\,\hat x_0 + \frac{\sqrt{\alpha_t}\,(1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\,x_t$;
+#   substituting $\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\,\hat\varepsilon) / \sqrt{\bar\alpha_t}$
+#   gives back Eq. 11. Clipping acts on $\hat x_0$ before it enters this combination, which is
+#   why the library computes the mean from $\hat x_0$ rather than from $\hat\varepsilon$.
+# - With $\eta = 0$ the sampler is a deterministic map from $x_T$ to the image: from 5 to 50
+#   steps the same noise gives the same composition, with more detail and less blur as the steps
+#   increase (5 steps are each a big jump whose error shows as smoothness). With $\eta = 1$
+#   every step adds fresh noise, so a few steps give noisy, grainier images and the samples of
+#   different step counts are different images; it needs more steps than $\eta = 0$ for the
+#   same quality.

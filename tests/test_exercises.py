@@ -58,6 +58,31 @@ def test_checks_pass_on_solution_and_fail_on_stub(solution):
     assert all(r["status"] == "not implemented" for r in stub), stub
 
 
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_every_exercise_has_a_run_to_look_at_a_prediction_and_answers(solution):
+    """An experiment the student looks at, a "predict, then run" answered with its reason in the
+    solution and blank in the exercise, and the "Going further" questions answered."""
+    sol = nbformat.read(solution, as_version=4)
+    ex = nbformat.read(ROOT / "exercises" / solution.name, as_version=4)
+    tags = [build_notebooks.answer_tag(c) for c in sol.cells]
+    assert "prediction" in tags and "going-further" in tags
+    assert any("experiment" in c.metadata.get("tags", []) for c in sol.cells)
+    for tag, s, e in zip(tags, sol.cells, ex.cells):
+        if tag:
+            assert s.source.startswith("**Answer") and e.source == build_notebooks.ANSWER, s.source[:80]
+    predict = [i for i, t in enumerate(tags) if t == "prediction"]
+    assert all("Predict, then run" in sol.cells[i - 1].source for i in predict), "a prediction follows its question"
+    assert all(sol.cells[i + 1].cell_type == "code" for i in predict), "and the experiment follows the prediction"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_student_notebooks_carry_no_maintainer_notes(solution):
+    text = (ROOT / "exercises" / solution.name).read_text().lower()
+    for note in ("generated from", "edit the solution", "build_notebooks", "contributing", "make notebooks",
+                 "begin solution", "tests/"):
+        assert note not in text, f"exercises/{solution.name} mentions {note!r}"
+
+
 def test_the_up_to_date_check_ignores_jupyterlab_rewrites_but_not_edits():
     """Opening a notebook in JupyterLab (or `jupytext --sync`) rewrites ids, language_info and the
     trailing newline: not stale. Changing a cell's source is."""

@@ -1,11 +1,13 @@
 """The README's nbgrader recipe, run by nbgrader itself: the solution scores full points, the release 0.
 
-One exercise (ex01: no data, no training, a few seconds) goes through a throwaway course
-directory: `nbgrader generate_assignment` on solutions/ex01_autoencoder.ipynb as the source,
-three students' submissions (the release with the solutions typed in, the release untouched,
-and the release with its check cells replaced by `pass`),
-`nbgrader autograde`, and the scores as nbgrader's gradebook holds them. Nothing touches the
-network; the course's own tests stay in test_exercises.py.
+One exercise (ex01: its checks take seconds; its training run, seconds in the smoke profile)
+goes through a throwaway course directory: `nbgrader generate_assignment` on
+solutions/ex01_autoencoder.ipynb as the source, three students' submissions (the release with
+the solutions and answers typed in, the release untouched, and the release with its check cells
+replaced by `pass`), `nbgrader autograde`, and the scores as nbgrader's gradebook holds them: every
+automatic point for the solver, none for the others, and the written answers ("predict, then
+run" and "going further") waiting for a human. Nothing touches the network; the course's own
+tests stay in test_exercises.py.
 """
 from __future__ import annotations
 
@@ -91,28 +93,44 @@ def test_every_exercise_carries_valid_nbgrader_metadata(solution):
     meta = [c.metadata.nbgrader for c in sol.cells]
     assert meta == [c.metadata.nbgrader for c in ex.cells]
     for cell, m in zip(sol.cells, meta):
-        assert m["solution"] == ("### BEGIN SOLUTION" in cell.source)
-        assert m["grade"] == bool(build_notebooks.check_calls(cell.source))
-        assert m.get("points", 1) == 1 and m["locked"] == (not m["solution"])
+        answer = build_notebooks.answer_tag(cell)
+        assert m["solution"] == ("### BEGIN SOLUTION" in cell.source or bool(answer))
+        assert m["grade"] == (bool(build_notebooks.check_calls(cell.source)) or bool(answer))
+        assert m.get("points", 1) == (build_notebooks.ANSWER_POINTS[answer] if answer else 1)
+        assert m["locked"] == (not m["solution"])
+    answers = [build_notebooks.answer_tag(c) for c in sol.cells]
+    assert "prediction" in answers and "going-further" in answers, "a prediction and the going-further answers"
 
 
 def test_the_release_has_stubs_and_locked_checks(gradebook):
     release = nbformat.read(gradebook / "release" / NAME / f"{NAME}.ipynb", as_version=4)
     meta = [c.metadata.get("nbgrader", {}) for c in release.cells]
-    tests = [m["grade_id"] for m in meta if m.get("grade")]
+    tests = [m["grade_id"] for m in meta if m.get("grade") and not m.get("solution")]
     assert tests == ["check_psnr", "check_interpolate", "check_bottleneck"]
-    solutions = [c for c, m in zip(release.cells, meta) if m.get("solution")]
-    assert len(solutions) == 3 and all("raise NotImplementedError()" in c.source for c in solutions)
-    assert not any("10 * torch.log10" in c.source for c in release.cells), "the release leaks a solution"
+    code = [c for c, m in zip(release.cells, meta) if m.get("solution") and c.cell_type == "code"]
+    assert len(code) == 4 and all("raise NotImplementedError()" in c.source for c in code)
+    answers = [c for c, m in zip(release.cells, meta) if m.get("solution") and c.cell_type == "markdown"]
+    assert [c.source for c in answers] == ["YOUR ANSWER HERE"] * 2
+    answers_given = ("10 * torch.log10", "cross-fades", "I + \\partial h")
+    leaked = [s for s in answers_given if any(s in c.source for c in release.cells)]
+    assert not leaked, f"the release leaks a solution: {leaked}"
 
 
 def test_autograde_gives_the_solution_full_points_and_the_release_zero(gradebook):
     with Gradebook(f"sqlite:///{gradebook / 'gradebook.db'}") as gb:
-        assert gb.find_assignment(NAME).max_score == 3        # one point per check cell
-        scores = {s: (gb.find_submission(NAME, s).score, gb.find_submission(NAME, s).max_score)
+        # one point per check cell, and the prediction's point (the going-further answers: 0 points)
+        assert gb.find_assignment(NAME).max_score == 3 + 1
+        scores = {s: (gb.find_submission(NAME, s).code_score, gb.find_submission(NAME, s).max_code_score)
                   for s in ("solver", "idle", "cheat")}
+        manual = {s: gb.find_submission(NAME, s).needs_manual_grade for s in ("solver", "idle", "cheat")}
+        written = {(g.name, g.max_score) for nb in gb.find_submission(NAME, "solver").notebooks for g in nb.grades
+                   if g.cell.cell_type == "markdown"}
     # the check cells are locked: autograde runs the source's version, not the cheat's `pass`
     assert scores == {"solver": (3.0, 3.0), "idle": (0.0, 3.0), "cheat": (0.0, 3.0)}
+    # the written answers are left to a human: nbgrader flags them for manual grading (an answer left
+    # as handed out, "YOUR ANSWER HERE", it scores 0 itself)
+    assert manual["solver"] and not manual["idle"]
+    assert {points for _, points in written} == {0.0, 1.0} and len(written) == 2
 
 
 def test_autograded_check_cells_report_every_property(gradebook):
@@ -120,7 +138,8 @@ def test_autograded_check_cells_report_every_property(gradebook):
     from cvae_lib.checks import CHECK_MIME
 
     nb = nbformat.read(gradebook / "autograded" / "solver" / NAME / f"{NAME}.ipynb", as_version=4)
-    results = [r for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade") for o in c.outputs
+    results = [r for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
+               for o in c.outputs
                for r in o.get("data", {}).get(CHECK_MIME, {}).get("results", [])]
     assert results and {r["status"] for r in results} == {"passed"}
     assert len({r["exercise"] for r in results}) == 3                 # psnr, interpolate, bottleneck_forward

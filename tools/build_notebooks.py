@@ -7,12 +7,21 @@ Sources (the only files anyone edits):
 Built (committed, without outputs, so Colab/Binder can open them):
     notebooks/NN_name.ipynb, solutions/exNN_name.ipynb
     exercises/exNN_name.py + .ipynb: the solution with every region between
-    `### BEGIN SOLUTION` and `### END SOLUTION` replaced by a stub that raises NotImplementedError
+    `### BEGIN SOLUTION` and `### END SOLUTION` replaced by a stub that raises NotImplementedError,
+    and every written answer (a Markdown cell tagged "prediction" or "going-further") replaced
+    by "YOUR ANSWER HERE"
+
+A solution source marks its cells with jupytext cell tags (`# %% [markdown] tags=["prediction"]`):
+    prediction       Markdown: the model answer of a "predict, then run" question (1 point, read by hand)
+    going-further    Markdown: the answers to the "Going further" questions (0 points, read by hand)
+    experiment       code: a run the student looks at (data, shipped weights, seconds to minutes);
+                     no check depends on it, so a grader may skip it
 
 The exercise notebooks (solutions/ and exercises/ .ipynb, not the .py files) carry nbgrader's
 cell metadata, so solutions/exNN_name.ipynb is an nbgrader source notebook as it is:
     solution cells (a BEGIN SOLUTION region)   solution, not graded, editable
     check cells (only `exNN.check_*(f);` lines) autograded tests, locked, 1 point per check call
+    answer cells (tagged Markdown, above)      manually graded answers, editable, 1 or 0 points
     every other cell                           read-only (locked), restored by `nbgrader autograde`
 nbgrader scores a test cell all or nothing (an error in its output means 0), so a check cell is
 worth one point per task; the property-by-property credit is `python -m cvae_lib.grade`'s.
@@ -48,8 +57,16 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 ANSWER = "YOUR ANSWER HERE"
-GENERATED = ("*This notebook is generated from `solutions/{name}.py` by `tools/build_notebooks.py`; "
-             "edit the solution, not this file.*")
+ANSWER_POINTS = {"prediction": 1, "going-further": 0}   # Markdown answer cells, by tag
+EXPERIMENT = "experiment"
+
+
+def answer_tag(cell: nbformat.NotebookNode) -> str | None:
+    """"prediction" or "going-further" for a written-answer cell, else None."""
+    tags = [t for t in cell.get("metadata", {}).get("tags", []) if t in ANSWER_POINTS]
+    if tags and cell.cell_type != "markdown":
+        raise ValueError(f"the tag {tags[0]!r} marks a written answer: put it on a Markdown cell:\n{cell.source}")
+    return tags[0] if tags else None
 
 
 def strip_solutions(source: str, markdown: bool = False) -> str:
@@ -102,17 +119,17 @@ def with_launchers(nb: nbformat.NotebookNode, path: str) -> nbformat.NotebookNod
 
 
 def exercise_from_solution(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
-    """The student notebook: solutions stubbed, a generated-file note on top."""
+    """The student notebook: solutions stubbed, written answers blanked (nothing else changes:
+    how it is generated is the maintainers' business, in CONTRIBUTING.md)."""
     ex = nbformat.v4.new_notebook(metadata=nb.metadata)
-    n_regions, noted = 0, False
+    n_regions = 0
     for cell in nb.cells:
         new = nbformat.from_dict(dict(cell))
         if BEGIN in cell.source:
             n_regions += cell.source.count(BEGIN)
             new.source = strip_solutions(cell.source, markdown=cell.cell_type == "markdown")
-        if cell.cell_type == "markdown" and not noted:  # the title cell says where it comes from
-            new.source = new.source.rstrip() + "\n\n" + GENERATED.format(name=name)
-            noted = True
+        elif answer_tag(cell):
+            new.source = ANSWER
         ex.cells.append(new)
     if n_regions == 0:
         raise ValueError(f"solutions/{name}.py has no '{BEGIN}' region: nothing for the student to do")
@@ -121,6 +138,9 @@ def exercise_from_solution(nb: nbformat.NotebookNode, name: str) -> nbformat.Not
 
 def _nbgrader_role(cell: nbformat.NotebookNode) -> tuple[dict, str]:
     """nbgrader's flags for a cell of a solution notebook, and a name for its grade_id."""
+    tag = answer_tag(cell)
+    if tag:                         # a manually graded answer: nbgrader wants it solution AND grade
+        return dict(solution=True, grade=True, locked=False, points=ANSWER_POINTS[tag]), ""
     if BEGIN in cell.source:
         if cell.cell_type != "code":
             raise ValueError(f"a '{BEGIN}' region in a {cell.cell_type} cell: nbgrader would need it "
@@ -147,7 +167,8 @@ def with_nbgrader(nb: nbformat.NotebookNode, solution: nbformat.NotebookNode | N
         raise ValueError("the exercise's cells do not match the solution's one for one")
     for i, (out, cell) in enumerate(zip(nb.cells, solution.cells)):
         flags, name = _nbgrader_role(cell)
-        grade_id = name if name and name not in ids else f"cell-{i:03d}"
+        tag = answer_tag(cell)
+        grade_id = f"{tag}-{i:03d}" if tag else name if name and name not in ids else f"cell-{i:03d}"
         ids.add(grade_id)
         out.metadata["nbgrader"] = {"grade_id": grade_id, **flags, "schema_version": 3}
     return nb
