@@ -4,6 +4,9 @@
 #   make test-widgets7  the widget tests again with Colab's ipywidgets 7.7.1 (.venv-widgets7)
 #   make test-browser  JupyterLab in headless Chromium: chapters 02 and 04 run, their sliders redraw
 #   make lab      open JupyterLab on the course
+#   make site     the course as a website from the last `make course` run (build/site/html; docs/site.md)
+#   make site-serve  read it at http://127.0.0.1:8000;  make test-site  check it in headless Chromium
+#   make site-linkcheck  check the site's external links (needs the internet; never blocks CI)
 #   make env      only the environment (.venv); TORCH_INDEX=cpu|pypi says where torch comes from
 #   make notebooks  rebuild .ipynb files and exercises from their .py sources
 #   make lock     re-resolve requirements-lock.txt for every platform (uv), and environment.yml from it
@@ -49,6 +52,7 @@ endif
 endif
 
 .PHONY: course test test-widgets7 test-browser lab notebooks lock check-lock env data clean
+.PHONY: site site-serve site-linkcheck test-site
 
 env: $(STAMP)
 
@@ -101,6 +105,34 @@ test-widgets7: $(W7_STAMP)
 # .ci/run installs it), never a browser of Playwright's own.
 test-browser: env $(TEST_STAMP) data
 	$(BIN)/python -m pytest -s --browser tests/test_browser.py
+
+# The course's website (docs/site.md): Sphinx with MyST-NB and the book theme (requirements-site.txt,
+# installed beside the lock, which constrains what they share), from PyPI alone. It is built from the
+# executed chapters of the last `make course` run in build/ (any profile) and runs no notebook itself;
+# a chapter that failed, or changed since that run, fails the build, and so does a broken internal link.
+SITE_STAMP := $(VENV)/.site-stamp
+SITE_HTML  := build/site/html
+SITE_PORT  ?= 8000
+
+$(SITE_STAMP): $(STAMP) requirements-site.txt
+	$(BIN)/python -m pip install --quiet -r requirements-site.txt -c requirements-lock.txt
+	touch $@
+
+site: env $(SITE_STAMP)
+	$(BIN)/python tools/build_site.py
+
+site-serve:
+	@test -f $(SITE_HTML)/index.html || { echo "no site in $(SITE_HTML): make course, then make site" >&2; exit 1; }
+	@echo "The course's website at http://127.0.0.1:$(SITE_PORT)/ (Ctrl-C stops it)"
+	$(BIN)/python -m http.server --bind 127.0.0.1 --directory $(SITE_HTML) $(SITE_PORT)
+
+site-linkcheck: env $(SITE_STAMP)
+	$(BIN)/python tools/build_site.py --linkcheck
+
+# The built site in Chromium (tests/test_site.py): landing page and a chapter, as tests/test_browser.py
+# drives JupyterLab. Screenshots of both and of a static view go to build/browser/.
+test-site: env $(TEST_STAMP)
+	$(BIN)/python -m pytest -s --browser tests/test_site.py
 
 data: $(DATA_STAMP)
 
