@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("CVAE_FIGURES_DIR", str(out / "figures"))
     os.environ.setdefault("CVAE_TABLES_DIR", str(out / "tables"))
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # figures inline in the executed copies (the course's website shows them), not only in figures/
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     from .profiles import get_profile
     from .runtime import describe
 
@@ -212,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     # chapters that ensure_runs starts from inside a notebook use this clone and output folder
     # and train what they evaluate (own_runs), unless CVAE_RETRAIN_OWN_RUNS=0 says otherwise
     nested = {"CVAE_COURSE_DIR": str(root), "CVAE_COURSE_OUT": str(out),
-              RETRAIN_ENV: os.environ.get(RETRAIN_ENV, "1")}
+              RETRAIN_ENV: os.environ.get(RETRAIN_ENV, "1"),
+              "CVAE_STATIC_WIDGETS": "1"}   # no kernel behind an executed copy: the explorers' static views
     with mock.patch.dict(os.environ, nested):           # restored afterwards, also on failure
         for path in notebooks:
             print(f"  {path.name} ...", end=" ", flush=True)

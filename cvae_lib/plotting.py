@@ -40,6 +40,14 @@ def show_images(x: torch.Tensor, nrow: int = 10, title: str | None = None,
     ncol = min(nrow, len(x))
     nrows = math.ceil(len(x) / ncol)
     fig, ax = plt.subplots(figsize=(max(2.0, ncol * scale), max(1.0, nrows * scale) + 0.4))
+    _grid_on(ax, x, nrow, title, row_labels, col_labels)
+    fig.tight_layout()
+    return fig
+
+
+def _grid_on(ax, x: torch.Tensor, nrow: int, title: str | None, row_labels: Sequence[str] | None,
+             col_labels: Sequence[str] | None) -> None:
+    """Draw images (B, 3, H, W) as a grid on `ax`, labels left of the rows and above the columns."""
     ax.imshow(image_grid(x, nrow).numpy(), interpolation="nearest")
     ax.set_xticks([]), ax.set_yticks([])
     side = x.shape[-1] + 1
@@ -53,7 +61,27 @@ def show_images(x: torch.Tensor, nrow: int = 10, title: str | None = None,
         s.set_visible(False)
     if title:
         ax.set_title(title)
+
+
+def show_panels(panels: Sequence[dict], scale: float = 0.6) -> Figure:
+    """Image grids stacked in one figure, each with its own title and labels, e.g. an explorer's
+    static view at a few settings. Each panel is a dict of `show_images`' arguments: "images"
+    (B, 3, H, W) in [0, 1] and "nrow", optional "title", "row_labels" and "col_labels"."""
+    shapes = [(min(p["nrow"], len(p["images"])), math.ceil(len(p["images"]) / min(p["nrow"], len(p["images"]))))
+              for p in panels]                                              # (columns, rows) per panel
+    heights = [rows * scale + 0.9 for _, rows in shapes]                    # + title and column labels
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights},
+                             figsize=(max(2.0, max(c for c, _ in shapes) * scale) + 1.0, sum(heights)))
+    for ax, p in zip(axes[:, 0], panels):
+        _grid_on(ax, p["images"], p["nrow"], p.get("title"), p.get("row_labels"), p.get("col_labels"))
     fig.tight_layout()
+    return fig
+
+
+def release(fig: Figure) -> Figure:
+    """`fig`, closed in pyplot, for a function whose result is the figure to show: a kernel then
+    displays it once, as the cell's result (left open, the inline backend draws it a second time)."""
+    plt.close(fig)
     return fig
 
 

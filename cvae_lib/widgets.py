@@ -33,6 +33,11 @@ __all__ = ["is_interactive", "pca_directions", "latent_explorer", "interpolation
 Decode = Callable[..., torch.Tensor]   # decode(z) or decode(z, y) -> images (B, 3, 32, 32) in [0, 1]
 
 
+# The functions that show a live widget in a kernel and a static figure otherwise: the course's
+# website (tools/build_site.py) marks their figures as static views of an explorer.
+EXPLORERS = ("latent_explorer", "interpolation_explorer", "timestep_scrubber", "class_draw")
+
+
 def is_interactive() -> bool:
     """True inside a Jupyter kernel (where widgets can render) unless CVAE_STATIC_WIDGETS is set."""
     if os.environ.get("CVAE_STATIC_WIDGETS", "") not in ("", "0"):
@@ -92,7 +97,8 @@ def latent_explorer(decode: Decode, mu: torch.Tensor, n_directions: int = 4,
     if it is not flat (z is reshaped to (B, *z_shape) before decoding).
 
     Static fallback: a Figure, one row per direction, z = centre + t * std * direction for t
-    in [-span, span] (a latent traversal), decoded as the first class if there are classes.
+    in [-span, span] (a latent traversal); with classes, decoded as the first class, and below
+    it the codes along the first direction decoded as every class (the class picker's view).
     """
     centre, dirs, std = pca_directions(mu, n_directions)
     shape = tuple(z_shape) if z_shape is not None else (centre.numel(),)
@@ -102,14 +108,23 @@ def latent_explorer(decode: Decode, mu: torch.Tensor, n_directions: int = 4,
         return _decode(decode, z.view(1, *shape), y)                        # (1, 3, 32, 32)
 
     if not is_interactive():
-        from .plotting import show_images
+        from .plotting import release, show_images, show_panels
 
         t = torch.linspace(-span, span, steps)
         z = centre + (t[None, :, None] * std[:, None, None]) * dirs[:, None, :]  # (k, steps, Z)
         x = _decode(decode, z.reshape(-1, *shape), 0 if class_names else None)   # (k*steps, 3, 32, 32)
-        return show_images(x, nrow=steps, row_labels=[f"PC {i + 1}" for i in range(len(dirs))],
-                           col_labels=[f"{v:+.1f} sd" for v in t.tolist()],
-                           title="latent traversal along the main directions")
+        traversal = {"images": x, "nrow": steps, "row_labels": [f"PC {i + 1}" for i in range(len(dirs))],
+                     "col_labels": [f"{v:+.1f} sd" for v in t.tolist()]}
+        if not class_names:
+            return release(show_images(x, nrow=steps, row_labels=traversal["row_labels"],
+                                       col_labels=traversal["col_labels"],
+                                       title="latent traversal along the main directions"))
+        by_class = torch.cat([_decode(decode, z[0].reshape(-1, *shape), k)      # (K*steps, 3, 32, 32)
+                              for k in range(len(class_names))])
+        return release(show_panels([
+            {**traversal, "title": f"latent traversal along the main directions, as {class_names[0]}"},
+            {"images": by_class, "nrow": steps, "row_labels": list(class_names),
+             "title": "the same codes along PC 1, decoded as each class"}]))
 
     import ipywidgets as W
 
@@ -141,8 +156,9 @@ def interpolation_explorer(encode: Callable[[torch.Tensor], torch.Tensor],
     """Pick two of `images` (N, 3, 32, 32) and slide from one's code to the other's.
 
     encode: images -> z (B, ...), e.g. the posterior mean; decode: z -> images in [0, 1].
-    z_t = (1 - t) z_a + t z_b. Static fallback: a Figure with the path between images 0 and 1
-    in `steps` points, the two originals at the ends.
+    z_t = (1 - t) z_a + t z_b. Static fallback: a Figure with the paths from image 0 to 1, 2 to
+    3 and 4 to 5 (as many pairs as there are images, up to three) in `steps` points each, the
+    two originals at the ends.
     """
     with torch.no_grad():
         codes = encode(images).detach().float().cpu()             # (N, ...)
@@ -152,11 +168,15 @@ def interpolation_explorer(encode: Callable[[torch.Tensor], torch.Tensor],
         return _decode(decode, (1 - w) * codes[a] + w * codes[b], None)
 
     if not is_interactive():
-        from .plotting import show_images
+        from .plotting import release, show_images
 
-        row = torch.cat([images[:1].float().cpu(), path(0, 1, torch.linspace(0, 1, steps)),
-                         images[1:2].float().cpu()])
-        return show_images(row, nrow=steps + 2, title="original A, decoded path A -> B, original B")
+        ts = torch.linspace(0, 1, steps)
+        pairs = [(a, a + 1) for a in range(0, min(len(images), 6) - 1, 2)]     # (0, 1), (2, 3), (4, 5)
+        rows = [torch.cat([images[a:a + 1].float().cpu(), path(a, b, ts), images[b:b + 1].float().cpu()])
+                for a, b in pairs]                                             # each (steps + 2, 3, 32, 32)
+        return release(show_images(torch.cat(rows), nrow=steps + 2, row_labels=[f"{a} -> {b}" for a, b in pairs],
+                                   col_labels=["A"] + [f"t={v:.2f}" for v in ts.tolist()] + ["B"],
+                                   title="original A, decoded path A -> B, original B"))
 
     import ipywidgets as W
 
@@ -236,7 +256,7 @@ def timestep_scrubber(diffusion, model: Callable, x0: torch.Tensor, y: torch.Ten
     if ts is None:
         ts = sorted({min(round(f * diffusion.T), diffusion.T - 1) for f in (0, 0.05, 0.2, 0.4, 0.6, 0.8, 1)})
     if not is_interactive():
-        from .plotting import show_images
+        from .plotting import release, show_images
 
         rows, labels = [], []
         for t in ts:
@@ -244,8 +264,8 @@ def timestep_scrubber(diffusion, model: Callable, x0: torch.Tensor, y: torch.Ten
                                      first_stage)
             rows.append(tiles)
             labels.append(f"t={t} (mse {mse:.2f})")
-        return show_images(torch.cat(rows), nrow=4, row_labels=labels, col_labels=columns,
-                           scale=1.0, title="what the denoiser sees (x_t) and predicts")
+        return release(show_images(torch.cat(rows), nrow=4, row_labels=labels, col_labels=columns,
+                                   scale=1.0, title="what the denoiser sees (x_t) and predicts"))
 
     import ipywidgets as W
 

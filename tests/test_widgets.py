@@ -155,3 +155,65 @@ def test_explorers_are_core_widgets_that_serialise_in_ipywidgets_7_and_8(monkeyp
         assert images and all(s["state"]["format"] == "png" for s in images), name
         pngs = [base64.b64decode(b["data"]) for s in images for b in s.get("buffers", []) if b["path"] == ["value"]]
         assert pngs and all(png[:4] == b"\x89PNG" for png in pngs), name
+
+
+# ----------------------------------------------------------------------------- static views
+
+def test_static_views_show_each_explorer_at_a_few_settings(monkeypatch, cvae):
+    """The figures a course run puts where the widgets would be (the website shows them): the
+    latent sliders at seven values per direction and the class picker at every class; three
+    pairs for the interpolation; seven steps for the scrubber."""
+    monkeypatch.setenv("CVAE_STATIC_WIDGETS", "1")
+    labels = lambda ax, axis: [t.get_text() for t in getattr(ax, f"get_{axis}ticklabels")()]  # noqa: E731
+    traversal, by_class = widgets.latent_explorer(cvae.decode_mean, torch.randn(50, 6), n_directions=2,
+                                                  class_names=["plane", "car", "bird"]).axes
+    assert labels(traversal, "y") == ["PC 1", "PC 2"] and len(labels(traversal, "x")) == 7
+    assert labels(by_class, "y") == ["plane", "car", "bird"] and "plane" in traversal.get_title()
+    as_plane = lambda z: cvae.decode_mean(z, torch.zeros(len(z), dtype=torch.long))  # noqa: E731
+    assert len(widgets.latent_explorer(as_plane, torch.randn(50, 6)).axes) == 1     # no classes: one grid
+    y0 = torch.zeros(6, dtype=torch.long)
+    fig = widgets.interpolation_explorer(lambda x: cvae.encode(x, y0[:len(x)])[0],
+                                         lambda z: cvae.decode_mean(z, torch.zeros(len(z), dtype=torch.long)),
+                                         torch.rand(6, 3, 32, 32), steps=4)
+    assert labels(fig.axes[0], "y") == ["0 -> 1", "2 -> 3", "4 -> 5"]
+    assert labels(fig.axes[0], "x") == ["A", "t=0.00", "t=0.33", "t=0.67", "t=1.00", "B"]
+    diffusion, prior, first = _latent_parts()
+    fig = widgets.timestep_scrubber(diffusion, prior, torch.rand(2, 3, 32, 32), torch.tensor([0, 6]),
+                                    first_stage=first)
+    assert [t.split()[0] for t in labels(fig.axes[0], "y")] == ["t=0", "t=2", "t=10", "t=20", "t=30", "t=40", "t=49"]
+
+
+def test_static_views_are_closed_in_pyplot(monkeypatch, cvae):
+    """An explorer's figure is the cell's result: closed in pyplot, a kernel shows it once (the
+    inline backend would otherwise draw every open figure a second time at the end of the cell)."""
+    import matplotlib.pyplot as plt
+    monkeypatch.setenv("CVAE_STATIC_WIDGETS", "1")
+    fig = widgets.latent_explorer(cvae.decode_mean, torch.randn(50, 6), class_names=["a", "b"])
+    assert fig.number not in plt.get_fignums()
+    assert {"latent_explorer", "interpolation_explorer", "timestep_scrubber"} <= set(widgets.EXPLORERS)
+
+
+def test_an_executed_copy_shows_a_static_view_once(tmp_path):
+    """As `make course` runs a chapter: a kernel with the inline backend and CVAE_STATIC_WIDGETS=1.
+    The explorer's cell ends with exactly one image (its static view) and no widget."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import torch\nfrom cvae_lib.widgets import latent_explorer\n"
+        "decode = lambda z: torch.sigmoid(z[:, :1, None, None].expand(-1, 3, 32, 32))\n"
+        "latent_explorer(decode, torch.randn(40, 4), n_directions=2)")])
+    env = {"CVAE_STATIC_WIDGETS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    outputs = nb.cells[0].outputs
+    assert [o.output_type for o in outputs if "image/png" in o.get("data", {})] == ["execute_result"]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
