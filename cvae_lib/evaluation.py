@@ -4,6 +4,9 @@
     bpd = plugin_bpd(model, test, sigma)          # -ELBO in bits/dim with that Gaussian
     psnr_db, ssim_mean = reconstruction_scores(model, test)
     sec = seconds_per_step(model, cvae_loss, x, y)
+    spread = output_spread(CVAE(cfg))             # does an untrained decoder's output depend on z?
+    rows = score_rows({"study": (model, bpd, seconds)}, test)   # table rows, for plotting.markdown_table
+    rows = recorded_rows(["study_frog"])          # a shipped run's recorded losses and KL, as table rows
 
 A model trained with binary cross-entropy (the study's CVAE) has no bits/dim: BCE is not a
 distribution over the 256 pixel levels. `plugin_bpd` gives it the fairest one we can: its
@@ -26,8 +29,10 @@ from torch import nn
 from .data import ImageSet, from_unit
 from .metrics import bits_per_dim, psnr, ssim
 from .models import likelihoods as L
+from .weights import read_metadata, shipped
 
-__all__ = ["rms_error", "plugin_bpd", "reconstruction_scores", "seconds_per_step"]
+__all__ = ["rms_error", "plugin_bpd", "reconstruction_scores", "seconds_per_step", "output_spread",
+           "score_rows", "recorded_rows", "STUDY_COLUMNS"]
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -91,3 +96,49 @@ def seconds_per_step(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: to
         loss.backward()
         opt.step()
     return (time.perf_counter() - t0) / n
+
+
+@torch.no_grad()
+def output_spread(model: nn.Module, n: int = 8, label: int = 0) -> float:
+    """How much the decoder's output depends on z: the standard deviation over `n` draws
+    z ~ N(0, I), averaged over the output's (3, 32, 32) logits, all with the label `label`.
+
+    Draws z from the global RNG on the CPU (seed it first to repeat a call); evaluates in eval
+    mode and restores the model's mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        z = torch.randn(n, model.cfg.latent_dim).to(_device(model))                  # (n, Z)
+        out = model.decode(z, torch.full((n,), label, dtype=torch.long, device=z.device))   # (n, 3, 32, 32)
+        return float(out.std(0).mean())
+    finally:
+        model.train(was_training)
+
+
+def score_rows(runs: dict[str, tuple[nn.Module, float, float]], data: ImageSet) -> list[dict]:
+    """One table row per run {name: (model, bits/dim, training seconds)}: the bits/dim given,
+    the mean PSNR and SSIM of the model's reconstructions of `data` and the training time,
+    formatted for `plotting.markdown_table`."""
+    rows = []
+    for name, (model, bpd, seconds) in runs.items():
+        p, s = reconstruction_scores(model, data)
+        rows.append({"model": name, "test bits/dim": f"{bpd:.3f}", "PSNR (dB)": f"{p:.2f}", "SSIM": f"{s:.4f}",
+                     "training (s)": f"{seconds:.0f}"})
+    return rows
+
+
+# column -> (key in a shipped file's recorded metrics, format)
+STUDY_COLUMNS = {"training images": ("n_train", "{:,}"), "epochs": ("epochs", "{}"),
+                 "train -ELBO/dim": ("final_train_loss", "{:.4f}"), "test -ELBO/dim": ("test_loss", "{:.4f}"),
+                 "KL (nats/image)": ("test_kl", "{:.1f}")}
+
+
+def recorded_rows(names: list[str], columns: dict[str, tuple[str, str]] = STUDY_COLUMNS) -> list[dict]:
+    """One table row per shipped file `name` (checkpoints/<name>.safetensors): the metrics its
+    metadata recorded, formatted by `columns` ({column: (metric key, format)}; default: the
+    study runs' sizes, losses and KL term), for `plotting.markdown_table`."""
+    rows = []
+    for name in names:
+        m = read_metadata(shipped(name))["metrics"]
+        rows.append({"shipped run": name, **{col: fmt.format(m[key]) for col, (key, fmt) in columns.items()}})
+    return rows

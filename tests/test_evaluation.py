@@ -5,9 +5,18 @@ import pytest
 import torch
 
 from cvae_lib.data import ImageSet
-from cvae_lib.evaluation import plugin_bpd, reconstruction_scores, rms_error, seconds_per_step
+from cvae_lib.evaluation import (
+    output_spread,
+    plugin_bpd,
+    reconstruction_scores,
+    recorded_rows,
+    rms_error,
+    score_rows,
+    seconds_per_step,
+)
 from cvae_lib.models import likelihoods as L
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
+from cvae_lib.weights import read_metadata, shipped
 
 SMALL = dict(width=8, hidden=32, latent_dim=4)
 
@@ -84,3 +93,48 @@ def test_seconds_per_step_leaves_the_model_untouched():
     assert sec > 0
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_output_spread_is_the_std_over_z_of_the_decoder_output_and_restores_the_mode():
+    model = CVAE(CVAEConfig(**SMALL)).train()
+    torch.manual_seed(5)
+    got = output_spread(model, n=6, label=3)
+    assert model.training
+    torch.manual_seed(5)
+    z = torch.randn(6, model.cfg.latent_dim)
+    with torch.no_grad():
+        out = model.eval().decode(z, torch.full((6,), 3))                 # (6, 3, 32, 32)
+    assert got == pytest.approx(float(out.std(0).mean()), rel=1e-6)
+
+
+def test_output_spread_of_a_decoder_that_ignores_z_is_zero():
+    model = CVAE(CVAEConfig(**SMALL))
+    model.decode = lambda z, y: torch.ones(len(z), 3, 32, 32) * y.view(-1, 1, 1, 1)   # reads y only
+    assert output_spread(model, n=4, label=2) == 0.0
+
+
+def test_score_rows_formats_the_bpd_given_and_the_reconstruction_scores():
+    data = _set(10)
+    (row,) = score_rows({"exact": (_Exact(data), 1.23456, 61.6)}, data)
+    p, s = reconstruction_scores(_Exact(data), data)
+    assert row == {"model": "exact", "test bits/dim": "1.235", "PSNR (dB)": f"{p:.2f}", "SSIM": f"{s:.4f}",
+                   "training (s)": "62"}
+
+
+def test_recorded_rows_read_the_shipped_files_metadata():
+    names = ["study_airplane", "study_hundred_per_class"]
+    rows = recorded_rows(names)
+    assert [r["shipped run"] for r in rows] == names
+    for name, row in zip(names, rows):
+        m = read_metadata(shipped(name))["metrics"]
+        assert row["epochs"] == str(m["epochs"]) and row["training images"] == f"{m['n_train']:,}"
+        assert row["KL (nats/image)"] == f"{m['test_kl']:.1f}" and row["test -ELBO/dim"] == f"{m['test_loss']:.4f}"
+    assert recorded_rows(["study_frog"], {"n": ("n_train", "{}")})[0].keys() == {"shipped run", "n"}
+
+
+def test_an_untrained_plain_decoder_hardly_depends_on_z_and_a_residual_one_does():
+    """Chapter 03's point about the study's blocks: at PyTorch's default initialisation a signal
+    shrinks through the plain convolutions, and residual connections carry it."""
+    torch.manual_seed(0)
+    plain, residual = (output_spread(CVAE(CVAEConfig(**SMALL, residual=r))) for r in (False, True))
+    assert residual > 1e4 * plain
