@@ -19,17 +19,16 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cvae-course/cvae-course/blob/main/notebooks/03_conditional_vae.ipynb)
 #
 # A VAE draws images, but you cannot tell it *which* image. A **conditional** VAE (CVAE; Sohn et
-# al., 2015) learns $p(x \mid y)$, here with $y$ the CIFAR-10 class, so that you can ask for a
-# frog. This chapter writes down its objective, shows where the label enters the model, and
-# samples a shipped ten-class CVAE. Then, as a case study, it reruns the experiments of the
-# student project the course is built around (chapter 00), and it ends with recipes that beat it.
+# al., 2015) learns $p(x \mid y)$, with $y$ the CIFAR-10 class, so that you can ask for a frog.
+# This chapter writes down its objective and samples a shipped ten-class CVAE; then, as a case
+# study, it reruns the experiments of the student project the course is built around (chapter
+# 00), and it ends with recipes that beat it.
 #
 # **You will**
 # - write the CVAE's objective, the ELBO of $p(x \mid y)$, and see what changes when the encoder does not see the label;
 # - sample a class grid and decode the same $z$ as another class;
-# - rerun the study's experiments (one class, 1 image per class, 100 per class, all data) and recognise posterior collapse in its 200-epoch runs;
-# - see why uniform noise is not the prior;
-# - beat the study's recipe on bits/dim at equal training time, and see that this does not give better samples.
+# - rerun the study's experiments (one class, 1 image per class, 100 per class, all data), recognise posterior collapse in its 200-epoch runs, and see why uniform noise is not the prior;
+# - beat the study's recipe on bits/dim at about the same training cost, and see that this does not give better samples.
 #
 # **Prerequisites:** chapter 02 (the ELBO, the KL term, bits/dim, posterior collapse); the student study (chapter 00).
 #
@@ -50,6 +49,7 @@ import torch
 from IPython.display import Markdown, display
 
 from cvae_lib.data import CLASSES, ImageSet, load_cifar10
+from cvae_lib.evaluation import output_spread, plugin_bpd, recorded_rows, rms_error, score_rows, seconds_per_step
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.plotting import loss_curves, markdown_table, save_figure, show_images, show_rows
 from cvae_lib.profiles import get_profile
@@ -62,8 +62,6 @@ device = pick_device()
 seed_everything(0)
 RUNS = run_dir(P.name)     # checkpoints of this profile
 print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
-
-# %%
 train_all, val = load_cifar10("train").split(n_val_per_class=P.val_per_class, seed=0)
 test = load_cifar10("test").subset(n_per_class=P.test_per_class, seed=0)
 print("train:", len(train_all), " validation:", len(val), " test:", len(test))
@@ -71,9 +69,8 @@ print("train:", len(train_all), " validation:", len(val), " test:", len(test))
 # %% [markdown]
 # ## 1. The conditional VAE
 #
-# Chapter 02's VAE maximises a lower bound on $\log p(x)$. A conditional VAE does the same for
-# $\log p(x \mid y)$: condition every distribution on the label, and chapter 02's derivation
-# goes through line by line:
+# Chapter 02's VAE maximises a lower bound on $\log p(x)$. Condition every distribution on the
+# label and the same derivation, line by line, bounds $\log p(x \mid y)$:
 #
 # $$\log p(x \mid y) \;\ge\; \underbrace{\mathbb E_{q(z \mid x, y)}\big[\log p(x \mid z, y)\big]}_{\text{reconstruction}}
 # \;-\; \underbrace{\mathrm{KL}\big(q(z \mid x, y)\,\|\,p(z)\big)}_{\text{code cost}},$$
@@ -82,25 +79,20 @@ print("train:", len(train_all), " validation:", len(val), " test:", len(test))
 #
 # - **the prior** is $p(z) = \mathcal N(0, I)$ for every class (Sohn et al. also allow a learned
 #   $p(z \mid y)$), so the label reaches the image only through the decoder;
-# - **the decoder** $p(x \mid z, y)$ gets the label as a shift of the code, then decodes it as chapter 02's decoder does:
-#   $$z_c = z + w\, c(y), \qquad c(y) = \mathrm{MLP}\big(\mathrm{Embedding}(y)\big);$$
+# - **the decoder** $p(x \mid z, y)$ gets the label as a shift of the code,
+#   $z_c = z + w\, c(y)$ with $c(y) = \mathrm{MLP}\big(\mathrm{Embedding}(y)\big)$, and decodes $z_c$ as chapter 02's does;
 # - **the encoder** is $q(z \mid x, y)$ or, as in the study, $q(z \mid x)$.
 #
-# **What changes when the encoder does not see $y$.** The bound holds for any $q$, so the
-# study's objective is still an ELBO of $p(x \mid y)$. But its encoder cannot be told the class:
-# if the class helps to rebuild $x$, $z$ has to carry it too, the KL term pays for it, and a
-# decoder that finds the class in $z$ has no reason to read $y$; asking for a class then does
-# little. An encoder that sees $y$ can leave the class to the label and keep in $z$ only what
-# the label does not say: pose, background, colour. The course's `CVAE` does both:
-# `CVAEConfig()` is the study's $q(z \mid x)$, and `condition_encoder=True` adds the label's
-# embedding to the encoder's features, giving $q(z \mid x, y)$. Exercise 03 builds the
-# conditioning formula and that encoder; here we call the library's model.
+# **When the encoder does not see $y$** the bound still holds (it holds for any $q$), but if the
+# class helps to rebuild $x$, $z$ must carry it, the KL term pays for it, and a decoder that
+# finds the class in $z$ has no reason to read $y$: asking for a class then does little. An
+# encoder that sees $y$ can leave the class to the label and keep in $z$ what the label does
+# not say: pose, background, colour. Exercise 03 builds the conditioning formula and that
+# encoder (`condition_encoder=True` in the library's `CVAEConfig`).
 #
-# The network is the study's, and `CVAEConfig()`'s defaults reproduce it: an **encoder** of 3
-# stages, each the four-convolution bottleneck block of Very Deep VAEs (Child, 2021: 1x1, 3x3,
-# 3x3, 1x1 convolutions with GELU) *without* its residual connection, then 2x downsampling, and
-# two MLP heads for $\mu$ and $\log\sigma^2$ of a 128-number $z$; a **decoder** that mirrors it
-# with upsampling; a Bernoulli likelihood (binary cross-entropy, chapter 02).
+# `CVAEConfig()` is the study's network: three stages of Very Deep VAE bottleneck blocks (Child,
+# 2021; four convolutions each) *without* their residual connections, a 128-number $z$, a mirrored
+# decoder and a Bernoulli likelihood (BCE, chapter 02). Does an untrained decoder's output depend on $z$?
 
 # %%
 study_cfg = CVAEConfig(width=P.cvae.width)          # the study's model; the width is the profile's
@@ -108,52 +100,39 @@ model = CVAE(study_cfg)
 print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 c = model.label_code(torch.arange(10))              # c(y) for the ten classes: (10, Z)
 print(f"c(y) has shape {tuple(c.shape)}: one shift of z per class, weighted by w = {model.cfg.label_weight}")
+for residual in (False, True):                      # the spread of an untrained decoder's output over 8 z
+    spread = output_spread(CVAE(CVAEConfig(width=P.cvae.width, residual=residual)))
+    print(f"untrained decoder, residual={residual!s:5}: spread of the output over z {spread:.1e}")
 
 # %% [markdown]
-# Before training: through twelve plain convolutions (no residual connections) a signal shrinks
-# at PyTorch's default initialisation. How much does the untrained decoder's output depend on $z$?
-
-# %%
-for residual in (False, True):
-    m = CVAE(CVAEConfig(width=P.cvae.width, residual=residual)).eval()
-    z = torch.randn(8, m.cfg.latent_dim)
-    with torch.no_grad():
-        out = m.decode(z, torch.zeros(8, dtype=torch.long))     # (8, 3, 32, 32) logits
-    print(f"residual={residual!s:5}: spread of the output over 8 different z: {out.std(0).mean():.1e}")
-
-# %% [markdown]
-# With the study's plain blocks the untrained output is practically the same for every $z$, so
-# training starts slowly; residual connections were invented for this. Keep it in mind when the
-# study's model ignores $z$ below.
+# Through twelve plain convolutions the signal shrinks at initialisation: the untrained output is
+# practically the same for every $z$, so training starts slowly (residual connections were
+# invented for this). Keep it in mind when the study's model ignores $z$ below.
 #
 # ## 2. Sampling: one class per column
 #
-# Training a CVAE on ten classes takes longer than a chapter should, so the course ships one,
-# trained with section 4's "improved for samples" recipe (residual blocks, $q(z \mid x, y)$, a
-# Gaussian likelihood, KL warm-up). Its file records how the *judge* scored its samples.
+# The course ships a ten-class CVAE, trained for longer than a chapter should take with section
+# 4's "improved for samples" recipe. Its file records how the *judge* scored its samples.
 #
 # > **The judge.** To score samples without looking at them, the course ships a small CIFAR-10
 # > classifier. Two numbers come from it: the **class accuracy** of conditional samples (the
-# > fraction of samples drawn for class $y$ that the judge classifies as $y$; chance is 1 in 10),
-# > and the **Fréchet distance (FD)** between Gaussians fitted to the judge's features of samples
-# > and of test images (FID's idea, with the judge in place of an ImageNet network; lower is
-# > closer to real images). Chapter 05 defines both fully and examines what they reward.
+# > fraction drawn for class $y$ that the judge classifies as $y$; chance is 1 in 10) and the
+# > **Fréchet distance (FD)** between Gaussians fitted to the judge's features of samples and of test
+# > images (FID's idea with the judge for an ImageNet network; lower is closer to real images).
+# > Chapter 05 defines both fully and examines what they reward.
 
 # %%
 ten = load_weights(shipped("cvae_ten_class"), CVAE, CVAEConfig).to(device)
 meta = read_metadata(shipped("cvae_ten_class"))["metrics"]
-print(f"likelihood {ten.cfg.likelihood} (sigma {ten.cfg.sigma}), encoder sees y: {ten.cfg.condition_encoder}; "
-      f"{meta['epochs']} epochs, {meta['train_seconds'] / 60:.0f} CPU-minutes; test bits/dim {meta['test_bpd']:.2f}")
-judged = meta["judge"]
-print(f"judge, {judged['n_eval']:,} samples: class accuracy {judged['acc']:.0%} (chance 10%), FD {judged['fd']:.0f}")
+j = meta["judge"]
+print(f"{meta['epochs']} epochs, {meta['train_seconds'] / 60:.0f} CPU-minutes, test bits/dim {meta['test_bpd']:.2f}; "
+      f"judge, {j['n_eval']:,} samples: class accuracy {j['acc']:.0%} (chance 10%), FD {j['fd']:.0f}")
 
 # %% [markdown]
 # **The class grid.** Each column is one class; each row is one $z \sim \mathcal N(0, I)$, shared
-# along the row, so moving along a row changes only the label. (Exercise 03 builds the grid's
-# inputs; here `sample_grid` does it.)
-#
-# *Predict:* along a row only $y$ changes. What will change from column to column: the layout
-# of the image, its colours, the object? Then run the next cell.
+# along the row, so along a row only the label changes (exercise 03 builds the grid's inputs;
+# here `sample_grid` does it). *Predict:* what will change from column to column: the layout of
+# the image, its colours, the object? Then run the next cell.
 
 # %%
 grid_normal = ten.sample_grid(10, "normal", torch.Generator().manual_seed(0)).cpu()   # (100, 3, 32, 32)
@@ -163,32 +142,25 @@ save_figure(fig, "03_grid_ten_class_normal")
 # %% [markdown]
 # The rows differ: $z$ decides the layout, where the bright and dark masses sit. Along a row the
 # label mostly shifts colour and background (bluer for airplanes and ships, greener and browner
-# for birds, deer and frogs), rarely the object: about as much of a class as a VAE of this size
-# learns in well under an hour of CPU time. The judge's class accuracy above, not far from
-# chance, agrees. Explore it: the sliders move $z$ along the main directions of test images'
-# codes and the dropdown changes the class; the second widget walks between two test images.
+# for deer and frogs), rarely the object; the judge's accuracy, not far from chance, agrees.
+# Explore: the sliders move $z$ along the main directions of test images' codes, and the
+# dropdown decodes the same $z$ as another class.
 
 # %%
-from cvae_lib.widgets import interpolation_explorer, latent_explorer
+from cvae_lib.widgets import latent_explorer
 
 with torch.no_grad():
     mu_test = ten.encode(test.images(500).to(device), test.y[:500].to(device))[0].cpu()   # (N, Z)
 latent_explorer(lambda z, y: ten.decode_mean(z.to(device), y.to(device)), mu_test, class_names=CLASSES)
 
-# %%
-label = torch.tensor([int(test.y[0])])
-interpolation_explorer(lambda x: ten.encode(x.to(device), label.expand(len(x)).to(device))[0],
-                       lambda z: ten.decode_mean(z.to(device), label.expand(len(z)).to(device)),
-                       test.images(20))
-
 # %% [markdown]
 # ## 3. Case study: the student project
 #
-# The study (chapter 00) trained section 1's model, with $q(z \mid x)$ and BCE (Adam, learning
-# rate $10^{-3}$, batches of 46, 200 epochs), on subsets its hardware allowed: one class (5,000
-# airplanes or 5,000 frogs), 1 image per class, 100 per class. It sampled with *uniform* noise and
-# scored samples by their SSIM against test images (chapter 05 examines that score). We rerun
-# each experiment briefly; three are also shipped, trained for the study's 200 epochs.
+# The study (chapter 00) trained section 1's model with $q(z \mid x)$ and BCE (Adam, learning
+# rate $10^{-3}$, batches of 46, 200 epochs) on the subsets its hardware allowed: one class,
+# 1 image per class, 100 per class. It sampled with *uniform* noise (and scored samples by SSIM,
+# which chapter 05 examines). We rerun each experiment briefly; three are also shipped, trained
+# for the study's 200 epochs.
 #
 # ### One class: airplanes only, frogs only
 
@@ -207,13 +179,10 @@ for name in ("airplane", "frog"):
                       RUNS / f"cvae_study_{name}.pt", device=device)
     print(f"{name}: {len(data)} images, {len(h)} epochs, {h.seconds:.0f} s")
 
-# %% [markdown]
-# Per class: test images, samples of the short run, samples of the shipped 200-epoch model.
-
 # %%
 study_runs = {n: load_weights(shipped(f"study_{n}"), CVAE, CVAEConfig).to(device) for n in one_class}
 rows = {}
-for name in one_class:
+for name in one_class:            # per class: test images, the short run's samples, the 200-epoch model's
     y = torch.full((10,), CLASSES.index(name))
     rows[f"{name}s: test"] = test.subset([name], n_per_class=10).images()
     rows[f"{name}s: short run"] = one_class[name].sample(y, generator=torch.Generator().manual_seed(0))
@@ -222,13 +191,12 @@ save_figure(show_rows(rows, title="one-class CVAEs, z ~ N(0, I)"), "03_one_class
 
 # %% [markdown]
 # The short runs give each class's average colour layout (sky around planes, vegetation around
-# frogs) and little else. At 200 epochs the classes part ways: the airplane model draws varied,
-# blurred scenes, while every frog sample is the same brown-green blob. The table below says why.
+# frogs). At 200 epochs the airplane model draws varied, blurred scenes, while every frog sample
+# is the same brown-green blob; the table further down says why.
 #
 # ### One image per class: memorisation
 #
-# With 10 training images (repeated 46 times, so that an epoch has several batches) the model
-# can store each one.
+# Ten training images (repeated 46 times, so that an epoch has several batches): can the model store each one?
 
 # %%
 tiny = train_all.subset(n_per_class=P.cvae_one_per_class.train_per_class, seed=0)   # 10 images
@@ -241,64 +209,49 @@ fig = show_rows(rows, col_labels=[CLASSES[k] for k in tiny.y.tolist()], title=f"
 save_figure(fig, "03_one_per_class")
 
 # %% [markdown]
-# Given enough steps the samples converge to the training image of their class (a short run
-# shows them blurred): the label alone identifies the image, so the decoder can ignore $z$. A
-# generator that reproduces its training data has learned nothing about the class.
+# Given enough steps the samples converge to their class's training image (a short run shows
+# them blurred): the label identifies the image, the decoder can ignore $z$, and the model has
+# learned nothing about the class.
 #
 # ### 100 images per class, with a validation set
 #
-# The study listed "a validation set with early stopping" among its own improvements: watch
-# the loss on 100 *other* images per class after every epoch; `early_stopping=3` stops after 3
-# epochs without a better validation loss and restores the best weights.
+# The study proposed "a validation set with early stopping": `early_stopping=3` watches the loss
+# on 100 *other* images per class, stops after 3 epochs without a better one and restores the best weights.
 
 # %%
 hundred = train_all.subset(n_per_class=P.cvae_hundred_per_class.train_per_class, seed=0)
 model_100 = CVAE(study_cfg)
 h100 = load_or_train(model_100, cvae_loss, hundred, study_training(P.cvae_hundred_per_class, early_stopping=3),
                      RUNS / "cvae_study_100_per_class.pt", val=val, device=device)
-fig = loss_curves(h100, title=f"100 images per class: -ELBO / dim (best epoch {h100.best_epoch})")
-save_figure(fig, "03_hundred_curve")
+save_figure(loss_curves(h100, title=f"100 images per class: -ELBO / dim (best epoch {h100.best_epoch})"), "03_hundred_curve")
 print(f"{len(h100)} epochs, stopped early: {h100.stopped_early}, best epoch: {h100.best_epoch}; "
       f"test -ELBO per dimension {evaluate(model_100, cvae_loss, test)['loss']:.4f}")
 
 # %% [markdown]
-# When the training loss keeps falling and the validation loss does not, the model is learning
-# *those images* rather than the classes: **overfitting**, the moment to stop. (A short run
-# hardly gets past each class's average image, so both curves stay nearly flat.)
+# When the training loss keeps falling and the validation loss does not, the model learns *those
+# images* rather than the classes: **overfitting**, the moment to stop (a short run hardly gets
+# past each class's average image, so both curves stay nearly flat).
 #
 # ### What the study's 200 epochs produced
 #
-# The shipped runs were trained as the study trained them: 200 epochs, no validation set, no
-# early stopping. Their files record the losses and the KL term, the nats per image stored in $z$:
+# The shipped runs were trained as the study trained them, without early stopping. Their files
+# record the losses and the KL term, the nats per image stored in $z$:
 
 # %%
 study_100 = load_weights(shipped("study_hundred_per_class"), CVAE, CVAEConfig).to(device)
-
-
-def record(name: str) -> dict:
-    """One table row from a shipped study run's recorded metrics."""
-    m = read_metadata(shipped(name))["metrics"]
-    return {"shipped run": name, "training images": f"{m['n_train']:,}", "epochs": m["epochs"],
-            "train -ELBO/dim": f"{m['final_train_loss']:.4f}", "test -ELBO/dim": f"{m['test_loss']:.4f}",
-            "KL (nats/image)": f"{m['test_kl']:.1f}"}
-
-
-display(Markdown(markdown_table([record(f"study_{n}") for n in ("airplane", "frog", "hundred_per_class")])))
+display(Markdown(markdown_table(recorded_rows([f"study_{n}" for n in ("airplane", "frog", "hundred_per_class")]))))
 x = study_100.sample(torch.arange(10).repeat_interleave(10), generator=torch.Generator().manual_seed(0)).cpu()
 fig = show_images(x, nrow=10, row_labels=CLASSES, title="100 images per class, 200 epochs: z ~ N(0, I)")
 save_figure(fig, "03_hundred_study")
 
 # %% [markdown]
 # **Posterior collapse.** Two of the three runs have a KL of zero: $q(z \mid x)$ equals the
-# prior, the decoder ignores $z$, and each row above is one image, the average of that class's
-# training images, ten times over. Which way a run goes is decided early, when the decoder
-# learns to read $z$ or to ignore it; section 1's plain blocks make reading it hard, and nothing
-# in the study's recipe (no KL warm-up, no free bits, chapter 02) steers it. The study's
-# "class-shaped blobs" are these averages.
+# prior, the decoder ignores $z$, and each row above is one image, the average of that class,
+# ten times over: the study's "class-shaped blobs". Which way a run goes is decided early;
+# section 1's plain blocks make reading $z$ hard, and nothing in the study's recipe (no KL
+# warm-up, no free bits, chapter 02) steers it.
 #
-# ### All the data
-#
-# All 49,000 training images (1,000 held out for validation), the study's settings.
+# ### All the data, the study's settings
 
 # %%
 study = CVAE(study_cfg)
@@ -311,26 +264,14 @@ print(f"study recipe, all data: {len(h_study)} epochs in {h_study.seconds:.0f} s
 # ### Uniform noise is not the prior
 #
 # The study drew $z \sim U[0, 1)$, but the KL term trained $q(z \mid x)$ towards
-# $\mathcal N(0, I)$. A collapsed model ignores the noise, so take two that read $z$: section 2's
-# ten-class CVAE and the study's own 200-epoch airplane model.
-#
-# *Predict:* with the same seed as section 2's grid, how will samples from uniform noise differ
-# from it: more varied, less varied, shifted in colour? Then run the next cell.
+# $\mathcal N(0, I)$. A collapsed model ignores $z$, so take one that reads it, section 2's
+# ten-class CVAE. *Predict:* with section 2's seed, how will its samples from uniform noise
+# differ from that grid: more varied, less varied, shifted in colour? Then run the next cell.
 
 # %%
 grid_uniform = ten.sample_grid(10, "uniform", torch.Generator().manual_seed(0)).cpu()
 fig = show_images(grid_uniform, nrow=10, col_labels=CLASSES, title="ten-class CVAE: one z per row, z ~ U[0, 1)")
 save_figure(fig, "03_grid_ten_class_uniform")
-y_air = torch.full((10,), CLASSES.index("airplane"))
-rows = {f"z ~ {noise}": study_runs["airplane"].sample(y_air, noise=noise, generator=torch.Generator().manual_seed(0))
-        for noise in ("normal", "uniform")}
-save_figure(show_rows(rows, title="the study's airplane model, 200 epochs"), "03_airplane_study_noise")
-
-# %% [markdown]
-# Every row of the uniform grid is nearly the same washed-out image, and the airplane model's
-# uniform row is paler and less varied than its normal one. The numbers behind it:
-
-# %%
 z_u, z_n = (ten.prior_noise(2000, noise, torch.Generator().manual_seed(1)).cpu() for noise in ("uniform", "normal"))
 print(f"length of z: uniform {z_u.norm(dim=1).mean():.1f}, normal {z_n.norm(dim=1).mean():.1f}; "
       f"mean coordinate: uniform {z_u.mean():.2f}, normal {z_n.mean():.2f}")
@@ -338,13 +279,12 @@ spread = {n: float(g.reshape(10, 10, -1).std(0).mean()) for n, g in (("uniform",
 print(f"spread of the grid's images across rows: uniform {spread['uniform']:.3f}, normal {spread['normal']:.3f}")
 
 # %% [markdown]
-# $U[0, 1)$ has mean $\tfrac12$ and standard deviation $1/\sqrt{12} \approx 0.29$ in every
-# dimension: a uniform $z$ sits in one corner of the latent space (all 128 coordinates
-# positive), at distance about $\sqrt{128/3} \approx 6.5$ from the origin, where codes of real
-# images, spread like $\mathcal N(0, I)$ at length about $\sqrt{128} \approx 11$, almost never are.
-# The decoder only learned codes near the prior, so uniform noise gives images that vary less
-# and are all shifted the same way. The inverse normal CDF, $z = \Phi^{-1}(u)$, turns uniform
-# noise into normal noise: exercise 03 repairs the study's sampler this way.
+# Every row of the uniform grid is nearly the same washed-out image: its spread across rows is far
+# smaller. $U[0, 1)$ has mean $\tfrac12$ and standard deviation $1/\sqrt{12}$ per dimension, so a
+# uniform $z$ sits in one corner of the latent space, about $\sqrt{128/3} \approx 6.5$ from the
+# origin, where codes of real images ($\mathcal N(0, I)$, length about $\sqrt{128} \approx 11$)
+# almost never are, and the decoder learned only codes near the prior. Exercise 03 repairs the
+# study's sampler with the inverse normal CDF, $z = \Phi^{-1}(u)$.
 #
 # ## 4. Beyond the study
 #
@@ -358,8 +298,6 @@ print(f"spread of the grid's images across rows: uniform {spread['uniform']:.3f}
 # machine: we time a few training steps of each and set its number of steps accordingly.
 
 # %%
-from cvae_lib.evaluation import plugin_bpd, reconstruction_scores, rms_error, seconds_per_step
-
 bpd_cfg = CVAEConfig(width=P.cvae.width, residual=True, spatial=True, n_stages=2, latent_dim=8,
                      likelihood="logistic_mixture", n_mix=5, condition_encoder=True,
                      kl_warmup_steps=h_study.steps // 8)
@@ -375,14 +313,11 @@ h_improved = load_or_train(improved, cvae_loss, train_all,
                            TrainConfig(epochs=P.cvae.epochs, batch_size=bs, lr=2e-3, max_steps=per_epoch,
                                        hflip=True, grad_clip=100.0),
                            RUNS / "cvae_improved_bpd.pt", val=val, device=device)
-print(f"training time: study {h_study.seconds:.0f} s, improved {h_improved.seconds:.0f} s")
 
 # %% [markdown]
-# ### The comparison, on the test split
-#
-# The study's BCE model has no bits/dim, so we give it the fairest one we can: its decoder's
-# mean image becomes the centre of a discretised Gaussian whose $\sigma$ is fitted on
-# **validation** images (the RMS error is the maximum-likelihood $\sigma$ around fixed means).
+# **The comparison, on the test split.** The study's BCE model has no bits/dim, so we give it the
+# fairest one: its decoder's mean image centres a discretised Gaussian whose $\sigma$, the RMS
+# error (the maximum-likelihood $\sigma$ around fixed means), is fitted on **validation** images.
 # PSNR and SSIM compare the mean reconstructions at $z = \mu$ with the test images.
 
 # %%
@@ -390,24 +325,19 @@ val_small = val.subset(n_per_class=50, seed=0)          # validation images choo
 sigma = rms_error(study, val_small)
 print(f"RMS error {sigma:.3f}; validation bits/dim at 0.8, 1 and 1.25 times it: "
       + ", ".join(f"{plugin_bpd(study, val_small, f * sigma):.3f}" for f in (0.8, 1.0, 1.25)))
-table = []
-for name, model, hist, bpd in [("study recipe", study, h_study, plugin_bpd(study, test, sigma)),
-                               ("improved (bits/dim)", improved, h_improved, evaluate(improved, cvae_loss, test)["bpd"])]:
-    p, s = reconstruction_scores(model, test)
-    table.append({"model": name, "test bits/dim": f"{bpd:.3f}", "PSNR (dB)": f"{p:.2f}", "SSIM": f"{s:.4f}",
-                  "training (s)": f"{hist.seconds:.0f}"})
-display(Markdown(markdown_table(table) + f"\non all {len(test):,} test images, same seed, same machine"))
+scored = {"study recipe": (study, plugin_bpd(study, test, sigma), h_study.seconds),   # (model, bits/dim, seconds)
+          "improved (bits/dim)": (improved, evaluate(improved, cvae_loss, test)["bpd"], h_improved.seconds)}
+display(Markdown(markdown_table(score_rows(scored, test)) + f"\non all {len(test):,} test images, same seed, same machine"))
 
 # %% [markdown]
-# Trained long enough (the `cpu` profile or longer; the smoke profile's few steps cannot tell),
-# the improved recipe wins on every number: a real distribution over pixel levels that models
-# the colour channels jointly, a latent that keeps *where* things are, residual blocks that train
-# from the first step.
+# Trained long enough (the `cpu` profile; the smoke profile's few steps cannot tell), the
+# improved recipe wins on every number: a distribution over pixel levels with coupled colour
+# channels, a latent that keeps *where* things are, residual blocks that train from the first step.
 #
 # ### Likelihood is not sample quality
 #
-# Now sample from both, and from a recipe chosen for samples: a vector latent, so that a random
-# $z$ means a random *image* rather than a random patch at every position.
+# Sample from both, and from a recipe chosen for samples, whose vector latent makes a random $z$
+# a random *image* rather than a random patch at every position.
 
 # %%
 samples_cfg = CVAEConfig(width=P.cvae.width, residual=True, condition_encoder=True, likelihood="gaussian",
@@ -422,26 +352,22 @@ rows = {"study (uniform z, as published)": study.sample(y10, noise="uniform", ge
         "study (normal z)": study.sample(y10, generator=g),
         "improved for bits/dim": improved.sample(y10, generator=g),
         "improved for samples, T = 0.8": for_samples.sample(y10, temperature=0.8, generator=g),
-        "improved for samples, uniform z": for_samples.sample(y10, noise="uniform", generator=g),
         "shipped ten-class, T = 0.8": ten.sample(y10, temperature=0.8, generator=g)}
 save_figure(show_rows(rows, col_labels=CLASSES, title="one sample per class from each model"), "03_samples_compared")
 
 # %% [markdown]
-# The best bits/dim gives the worst-looking samples, coloured texture: independent
-# $\mathcal N(0, I)$ draws for the 64 positions of its spatial latent are patches that do not
-# agree with each other (it reconstructs well only because the encoder says what is in every
-# patch). The study's model gives grey blobs; the vector-latent models give class-coloured
-# layouts ($T$, the temperature, draws $z \sim \mathcal N(0, T^2 I)$, a little inside the prior).
-# The "uniform z" row repeats the study's mistake on a model that reads $z$. Which samples are
-# better should not be decided by eye: chapter 05 measures it.
+# The best bits/dim gives the worst-looking samples, coloured texture: independent draws for the
+# 64 positions of its spatial latent are patches that do not agree with each other (it
+# reconstructs well only because the encoder says what is in every patch). The study's model
+# gives grey blobs, the vector-latent models class-coloured layouts ($T$, the temperature, draws
+# $z \sim \mathcal N(0, T^2 I)$). Which samples are better should not be decided by eye:
+# chapter 05 measures it.
 #
 # ## What this chapter showed
 #
-# - A CVAE maximises the ELBO of $p(x \mid y)$. The label shifts the decoder's code; when the
-#   encoder sees it too, $z$ need not carry the class.
-# - A class grid shows what $z$ and $y$ each control; a CVAE of this size learns mostly colours.
+# - A CVAE maximises the ELBO of $p(x \mid y)$; the label shifts the decoder's code, and an encoder
+#   that sees it lets $z$ leave the class out. Of a class, a CVAE of this size learns mostly colours.
 # - The study's experiments: one class gives its average colours, 1 image per class is memorised,
-#   100 per class overfits (a validation curve shows it), and at 200 epochs two of three runs
-#   collapsed. Uniform noise is not the prior.
-# - A better likelihood, residual blocks and a spatial latent win on bits/dim at equal training
-#   time, and still do not give better samples.
+#   100 per class overfits, two of the three 200-epoch runs collapsed, and uniform noise is not the prior.
+# - A better likelihood, residual blocks and a spatial latent win on bits/dim at about the same
+#   training cost, and still do not give better samples.
