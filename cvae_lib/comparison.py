@@ -26,19 +26,19 @@ from .models.ae import AEConfig, Autoencoder
 from .models.cvae import CVAE, CVAEConfig
 from .models.first_stage import FirstStage, FirstStageConfig
 from .models.unet import UNet, UNetConfig
+from .recipes import recipe
 from .train import History, infer, load_checkpoint, load_model
 from .weights import load_weights, read_metadata, shipped
 
 __all__ = ["OWN_RUNS", "SHIPPED_PIXEL", "Entry", "Lineup", "load_lineup", "train_minutes"]
 
-# the checkpoints chapters 01, 03, 04 and 06 write in a profile's runs folder -> their chapter
-OWN_RUNS = {"ae.pt": "01", "cvae_study_full.pt": "03", "cvae_improved_bpd.pt": "03",
-            "cvae_improved_samples.pt": "03", "ddpm.pt": "04", "ldm_prior.pt": "06"}
-# the table's rows that need each own run
-_ROWS_OF_RUN = {"ae.pt": ["AE"], "cvae_study_full.pt": ["CVAE, study recipe"],
-                "cvae_improved_bpd.pt": ["CVAE, improved for bits/dim"],
-                "cvae_improved_samples.pt": ["CVAE, improved for samples"], "ddpm.pt": ["DDPM, chapter 04 run"],
-                "ldm_prior.pt": ["LDM, chapter 06 run", "LDM, chapter 06 run, guided"]}
+# the chapters' runs (cvae_lib.recipes) whose models the table shows -> the table's rows that need each
+_ROWS_OF_RUN = {"ae": ["AE"], "cvae_study_full": ["CVAE, study recipe"],
+                "cvae_improved_bpd": ["CVAE, improved for bits/dim"],
+                "cvae_improved_samples": ["CVAE, improved for samples"], "ddpm": ["DDPM, chapter 04 run"],
+                "ldm_prior": ["LDM, chapter 06 run", "LDM, chapter 06 run, guided"]}
+# their checkpoints in a profile's runs folder -> the chapter that writes them (names are the same in every profile)
+OWN_RUNS = {r.checkpoint: r.chapter for r in (recipe(name, "smoke") for name in _ROWS_OF_RUN)}
 # shipped (CVAE, DDPM) files, one pair per set of classes they learned
 SHIPPED_PIXEL = (("cvae_cpu", "ddpm_cpu"), ("cvae_ten_class", "ddpm_ten_class"))
 SHIPPED_DDPM_ROWS = ("DDPM, shipped", "DDPM, shipped, guided", "DDPM, shipped, eta 0")
@@ -108,32 +108,32 @@ def load_lineup(P, runs: str | Path, device, steps: int, names: list[str]) -> Li
     """Every model chapter 05 compares on the classes `names` in profile `P`: the runs found in
     `runs` (the others are listed in `missing`) and the shipped models that learned `names`."""
     runs, e = Path(runs), {}
-    have = lambda f: (runs / f).exists()                                  # noqa: E731
+    path = {name: runs / recipe(name, P).checkpoint for name in _ROWS_OF_RUN}
     order = ["AE", "CVAE, study recipe", "CVAE, improved for bits/dim", "CVAE, improved for samples"]
-    if have("ae.pt"):
-        ae = load_model(runs / "ae.pt", Autoencoder, AEConfig).to(device)
-        e["AE"] = Entry(ae, train_minutes(runs / "ae.pt"), reconstruct=lambda x, y: infer(ae, x, device=device))
-    for name, f in (("CVAE, study recipe", "cvae_study_full.pt"), ("CVAE, improved for bits/dim",
-                    "cvae_improved_bpd.pt"), ("CVAE, improved for samples", "cvae_improved_samples.pt")):
-        if have(f):
-            m = load_model(runs / f, CVAE, CVAEConfig).to(device)
-            e[name] = Entry(m, train_minutes(runs / f), _vae_draw(m, device), _cvae_reconstruct(m, device), True)
+    if path["ae"].exists():
+        ae = load_model(path["ae"], Autoencoder, AEConfig).to(device)
+        e["AE"] = Entry(ae, train_minutes(path["ae"]), reconstruct=lambda x, y: infer(ae, x, device=device))
+    for run in ("cvae_study_full", "cvae_improved_bpd", "cvae_improved_samples"):
+        if path[run].exists():
+            m = load_model(path[run], CVAE, CVAEConfig).to(device)
+            e[_ROWS_OF_RUN[run][0]] = Entry(m, train_minutes(path[run]), _vae_draw(m, device),
+                                            _cvae_reconstruct(m, device), True)
     pixel = _shipped_pixel(names)
     if pixel:
         order.append("CVAE, shipped")
     order += ["DDPM, chapter 04 run", *(SHIPPED_DDPM_ROWS if pixel else ()),
               "LDM, chapter 06 run", "LDM, chapter 06 run, guided"]
-    if have("ddpm.pt"):   # chapter 04's run: the EMA weights, with the schedule chapter 04 used in this profile
-        m = load_model(runs / "ddpm.pt", UNet, UNetConfig, ema=True).to(device)
-        diffusion = Diffusion(DiffusionConfig.course(P.diffusion.T)).to(device)
-        e["DDPM, chapter 04 run"] = Entry(m, train_minutes(runs / "ddpm.pt"), _ddim_draw(m, diffusion, steps, device))
-    latent = _latent_rows(P, runs, device, steps, names, e, order)
+    if path["ddpm"].exists():   # chapter 04's run: the EMA weights, with the schedule chapter 04 used in this profile
+        m = load_model(path["ddpm"], UNet, UNetConfig, ema=True).to(device)
+        diffusion = Diffusion(recipe("ddpm", P).process).to(device)
+        e["DDPM, chapter 04 run"] = Entry(m, train_minutes(path["ddpm"]), _ddim_draw(m, diffusion, steps, device))
+    latent = _latent_rows(P, path["ldm_prior"], device, steps, names, e, order)
     shipped_lines = (_pixel_rows(pixel, device, steps, e) if pixel else []) + latent.pop("lines")
-    missing = {row: ch for f, ch in OWN_RUNS.items() if not have(f) for row in _ROWS_OF_RUN[f]}
+    missing = {row: recipe(run, P).chapter for run, f in path.items() if not f.exists() for row in _ROWS_OF_RUN[run]}
     return Lineup(order, {row: e[row] for row in order if row in e}, missing, shipped=shipped_lines, **latent)
 
 
-def _latent_rows(P, runs: Path, device, steps: int, names: list[str], e: dict, order: list[str]):
+def _latent_rows(P, prior: Path, device, steps: int, names: list[str], e: dict, order: list[str]):
     """Chapter 06's latent diffusion: the shipped first stage with chapter 06's prior and, if it
     learned these classes, the shipped prior; the guidance weight is the one the training script
     chose on training images. Returns the Lineup's first-stage fields, and "lines" about the files."""
@@ -141,10 +141,10 @@ def _latent_rows(P, runs: Path, device, steps: int, names: list[str], e: dict, o
     meta_first, meta_ldm = (read_metadata(shipped(f))["metrics"] for f in ("ldm_first_stage", "ldm_prior"))
     w = meta_ldm["guidance"]
     recon = _once(lambda x: infer(first, x, device=device))              # every LDM row decodes through it
-    if (runs / "ldm_prior.pt").exists():
-        ldm = LatentDiffusion(first, load_model(runs / "ldm_prior.pt", UNet, UNetConfig, ema=True).to(device),
-                              Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device))
-        minutes = train_minutes(runs / "ldm_prior.pt")
+    if prior.exists():
+        ldm = LatentDiffusion(first, load_model(prior, UNet, UNetConfig, ema=True).to(device),
+                              Diffusion(recipe("ldm_prior", P).process).to(device))
+        minutes = train_minutes(prior)
         e["LDM, chapter 06 run"] = Entry(ldm, minutes, _ldm_draw(ldm, steps, device), recon)
         e["LDM, chapter 06 run, guided"] = Entry(ldm, minutes, _ldm_draw(ldm, steps, device, w), recon)
     lines = [f"first stage shared by every LDM row: trained once, {meta_first['train_seconds'] / 60:.0f} min on "

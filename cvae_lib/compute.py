@@ -1,9 +1,10 @@
 """What a chapter costs: its training and sampling FLOPs in a profile, and the minutes they mean.
 
 No GPU has run the `gpu` profile, so it is sized on paper, and this module is the paper. Each
-chapter's work is listed from the same profile fields the notebook reads: every training run
-(images x FLOPs of one forward+backward pass, counted by `torch.utils.flop_counter` on a batch
-of 2) and every sampling or scoring pass (images x network calls x FLOPs of one forward pass).
+chapter's training runs are its recipes (cvae_lib.recipes, which the notebook trains): images
+x FLOPs of one forward+backward pass, counted by `torch.utils.flop_counter` on a batch of 2;
+its sampling and scoring passes are listed here from the profile fields the notebook reads
+(images x network calls x FLOPs of one forward pass).
 The time estimate on a device is
 
     minutes = (FLOPs / sustained throughput + optimizer steps x step overhead
@@ -18,24 +19,26 @@ turn a Colab notebook into an all-night run.
     python -m cvae_lib.compute                  # the gpu profile's table on a T4
     python -m cvae_lib.compute --profile cpu    # any profile (the cpu one is measured in the headers)
 
-Keep `chapter_work` in step with the notebooks when a chapter gains or loses a run.
+A chapter that gains a training run gains it in cvae_lib/recipes.py, and the estimate with it;
+keep the sampling passes below in step with the notebooks.
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 from dataclasses import dataclass
 
 import torch
 
-from .profiles import Profile, RunSize, get_profile
+from .models.first_stage import FirstStage
+from .models.unet import UNet
+from .profiles import Profile, get_profile
+from .recipes import Run, chapter_runs, recipe, shipped_recipe
 
 __all__ = ["Device", "T4", "BUDGET_MINUTES", "Work", "chapter_work", "estimate_minutes", "table", "CHAPTERS"]
 
 CHAPTERS = ("01", "02", "03", "04", "05", "06")
 BUDGET_MINUTES = 10.0          # the issue's bound for one notebook on a student's GPU (gpu profile)
-IMAGES_PER_CLASS = 5000        # CIFAR-10 training images per class
 TEST_PER_CLASS = 1000
 
 
@@ -89,105 +92,57 @@ def _images(channels: int = 3, side: int = 32) -> tuple[torch.Tensor, torch.Tens
     return torch.rand(2, channels, side, side, generator=g), torch.tensor([0, 1])
 
 
-def _train_pass(model, loss_fn, channels: int = 3, side: int = 32) -> float:
-    x, y = _images(channels, side)
+INCEPTION_FLOPS = 2 * 5.7e9   # Inception-v3 at 299x299: 5.7 G multiply-adds per image, 2 FLOPs each
+_PER_IMAGE: dict[str, tuple[float, float]] = {}
 
-    def step():
+
+def per_image(run: Run) -> tuple[float, float]:
+    """(training FLOPs, forward FLOPs) per image of `run`'s network, counted once per configuration.
+
+    A training pass is the loss and its backward pass; a forward pass is the loss (autoencoders
+    and VAEs, whose loss is one encode and decode), one denoiser call (U-Nets), or one encode
+    and decode (the first stage).
+    """
+    key = repr((run.model, run.process))
+    if key not in _PER_IMAGE:
+        with torch.random.fork_rng(devices=[]):            # the caller's random numbers stay as they were
+            torch.manual_seed(0)
+            _PER_IMAGE[key] = _count_per_image(run)
+    return _PER_IMAGE[key]
+
+
+def _count_per_image(run: Run) -> tuple[float, float]:
+    model, loss_fn = run.build(), run.loss()
+    unet = isinstance(model, UNet)
+    x, y = _images(*((run.model.in_channels, run.model.resolution) if unet else ()))
+
+    def train_step():
         out = loss_fn(model, x, y)
         (out[0] if isinstance(out, tuple) else out).backward()
-    return _count(step)
-
-
-def _forward_pass(fn, channels: int = 3, side: int = 32, timestep: bool = False) -> float:
-    x, y = _images(channels, side)
+    train = _count(train_step) if not isinstance(model, FirstStage) else 0.0
     with torch.no_grad():
-        return _count(lambda: fn(x, torch.tensor([3, 5]), y) if timestep else fn(x))
+        forward = _count(lambda: model(x, torch.tensor([3, 5]), y) if unet else
+                         model(x) if isinstance(model, FirstStage) else loss_fn(model, x, y))
+    return train, forward
 
 
-INCEPTION_FLOPS = 2 * 5.7e9   # Inception-v3 at 299x299: 5.7 G multiply-adds per image, 2 FLOPs each
+# --- each chapter's runs, from the recipes ----------------------------------------------------
+
+def _train(run: Run) -> Work:
+    """Training `run`: every step a batch of `batch_size` images (both phases of a two-phase run)."""
+    phases = [run.train] + ([run.then] if run.then is not None else [])
+    steps = sum(t.total_steps(run.data.n_train()) for t in phases)
+    return Work(f"train {run.what}", per_image(run)[0] * steps * run.train.batch_size, steps=steps)
 
 
-@functools.cache
-def per_image(kind: str, width: int, variant: str = "") -> tuple[float, float]:
-    """(training FLOPs, forward FLOPs) per image of one of the course's networks.
-
-    kind: "ae" | "vae" | "cvae" | "unet" | "latent_unet" | "first_stage" | "inception"; variant:
-    the likelihood (vae) or "study" / "bpd" / "samples" (cvae). A training pass is the loss and
-    its backward pass; a forward pass is the loss (autoencoders) or one denoiser call (U-Nets).
-    """
-    torch.manual_seed(0)
-    if kind == "inception":
-        return 0.0, INCEPTION_FLOPS
-    if kind == "first_stage":                      # encode + decode: the ends of latent diffusion
-        from .models.first_stage import FirstStage, FirstStageConfig
-        return 0.0, _forward_pass(FirstStage(FirstStageConfig()))
-    if kind in ("unet", "latent_unet"):
-        from .diffusion import Diffusion, DiffusionConfig
-        from .models.unet import UNet, UNetConfig
-        latent = kind == "latent_unet"
-        cfg = UNetConfig.latent(width=width) if latent else UNetConfig.course(width)
-        m = UNet(cfg)
-        diffusion = Diffusion(DiffusionConfig.course(1000, data="latent" if latent else "image"))
-        shape = (cfg.in_channels, cfg.resolution)
-        return _train_pass(m, diffusion.train_loss, *shape), _forward_pass(m, *shape, timestep=True)
-    model, loss_fn = _autoencoder(kind, width, variant)
-    x, y = _images()
-    with torch.no_grad():
-        forward = _count(lambda: loss_fn(model, x, y))
-    return _train_pass(model, loss_fn), forward
-
-
-def _autoencoder(kind: str, width: int, variant: str):
-    if kind == "ae":
-        from .models.ae import AEConfig, Autoencoder, ae_loss
-        return Autoencoder(AEConfig(latent_dim=256, width=width, residual=True)), ae_loss
-    if kind == "vae":
-        from .models.vae import VAE, VAEConfig, vae_loss
-        return VAE(VAEConfig(latent_dim=64, width=width, residual=True, likelihood=variant or "logistic")), vae_loss
-    if kind == "cvae":
-        from .models.cvae import CVAE, cvae_loss
-        return CVAE(_cvae_config(width, variant)), cvae_loss
-    raise ValueError(f"unknown network kind {kind!r}: one of ae, vae, cvae, unet, latent_unet, first_stage, "
-                     f"inception")
-
-
-def _cvae_config(width: int, variant: str):
-    from .models.cvae import CVAEConfig
-    if variant == "bpd":
-        return CVAEConfig(width=width, residual=True, spatial=True, n_stages=2, latent_dim=8,
-                          likelihood="logistic_mixture", n_mix=5, condition_encoder=True)
-    if variant == "samples":
-        return CVAEConfig(width=width, residual=True, condition_encoder=True, likelihood="gaussian")
-    return CVAEConfig(width=width)
-
-
-# --- each chapter's runs, from the profile ---------------------------------------------------
-
-def _train(what: str, kind: str, size: RunSize, n_images: int, variant: str = "", width: int | None = None,
-           batch_size: int | None = None, epochs: int | None = None, max_steps: int | None = -1) -> Work:
-    """A training run of `size` (or the overrides) over `n_images` images."""
-    batch = batch_size or size.batch_size
-    steps_per_epoch = math.ceil(n_images / batch)
-    cap = size.max_steps if max_steps == -1 else max_steps
-    if cap is not None:
-        steps_per_epoch = min(steps_per_epoch, cap)
-    steps = (epochs or size.epochs) * steps_per_epoch
-    train_flops, _ = per_image(kind, width or size.width, variant)
-    return Work(what, train_flops * steps * batch, steps=steps)
-
-
-def _forward(what: str, kind: str, width: int, images: int, calls_per_image: int = 1, batch: int = 500,
-             variant: str = "", guided: bool = False) -> Work:
-    """`images` images through a network `calls_per_image` times (a sampler's steps), in batches."""
-    _, fwd = per_image(kind, width, variant)
+def _forward(what: str, run: Run | None, images: int, calls_per_image: int = 1, batch: int = 500,
+             guided: bool = False) -> Work:
+    """`images` images through `run`'s network (None: Inception) `calls_per_image` times (a
+    sampler's steps), in batches."""
+    fwd = per_image(run)[1] if run is not None else INCEPTION_FLOPS
     factor = 2 if guided else 1                    # classifier-free guidance: conditional + unconditional
     calls = math.ceil(images / batch) * calls_per_image
     return Work(what, fwd * images * calls_per_image * factor, calls=calls)
-
-
-def _per_class(size: RunSize | None, P: Profile, split: bool = True) -> int:
-    n = min(size.train_per_class or IMAGES_PER_CLASS, IMAGES_PER_CLASS)
-    return n - P.val_per_class if split and n > P.val_per_class else n
 
 
 def _test(P: Profile, classes: int = 10) -> int:
@@ -195,42 +150,22 @@ def _test(P: Profile, classes: int = 10) -> int:
 
 
 def chapter_work(chapter: str, P: Profile) -> list[Work]:
-    """Every run chapter `chapter` ("01".."06") does in profile `P`, as `Work` items."""
-    return {"01": _ch01, "02": _ch02, "03": _ch03, "04": _ch04, "05": _ch05, "06": _ch06}[chapter](P)
+    """Every run chapter `chapter` ("01".."06") does in profile `P`, as `Work` items: its training
+    runs (cvae_lib.recipes) and its sampling and scoring passes."""
+    training = [_train(run) for run in chapter_runs(chapter, P)]
+    return training + {"01": _ch01, "02": _ch02, "03": _ch03, "04": _ch04, "05": _ch05, "06": _ch06}[chapter](P)
 
 
 def _ch01(P):
-    return [_train("train the autoencoder", "ae", P.ae, 10 * _per_class(P.ae, P)),
-            _forward("reconstruct the test split", "ae", P.ae.width, _test(P))]
+    return [_forward("reconstruct the test split", recipe("ae", P), _test(P))]
 
 
 def _ch02(P):
-    side_n = 10 * _per_class(P.vae_side, P, split=False)
-    side = [_train(f"side run: {name}", "vae", P.vae_side, side_n, variant=lik)
-            for name, lik in (("bernoulli", "bernoulli"), ("gaussian", "gaussian"),
-                              ("logistic mixture", "logistic_mixture"), ("beta = 4", "logistic_mixture"),
-                              ("warm-up + free bits", "logistic_mixture"))]
-    return [_train("train the VAE", "vae", P.vae, 10 * _per_class(P.vae, P)),
-            _forward("evaluate the VAE and the shipped one on the test split", "vae", P.vae.width, 2 * _test(P)),
-            *side]
+    return [_forward("evaluate the VAE and the shipped one on the test split", recipe("vae", P), 2 * _test(P))]
 
 
 def _ch03(P):
-    per_class = _per_class(P.cvae, P)             # train_all: every class minus validation
-    study = _train("the study's recipe on all classes", "cvae", P.cvae, 10 * per_class, "study", batch_size=46)
-    one_class = min(P.cvae_one_class.train_per_class or per_class, per_class)
-    one_per_class = 10 * (P.cvae_one_per_class.train_per_class or 1) * 46
-    return [
-        *[_train(f"one class: {c}", "cvae", P.cvae_one_class, one_class, "study", batch_size=46)
-          for c in ("airplane", "frog")],
-        _train("1 image per class (x 46 copies)", "cvae", P.cvae_one_per_class, one_per_class, "study", batch_size=46),
-        _train("100 images per class (early stopping: at most)", "cvae", P.cvae_hundred_per_class,
-               10 * min(P.cvae_hundred_per_class.train_per_class or per_class, per_class), "study", batch_size=46),
-        study,
-        Work("improved for bits/dim (the study run's minutes, by design)", study.flops, steps=study.steps),
-        _train("improved for samples", "cvae", P.cvae, 10 * per_class, "samples"),
-        _forward("evaluate three models on the test split", "cvae", P.cvae.width, 3 * _test(P), variant="bpd"),
-    ]
+    return [_forward("evaluate three models on the test split", recipe("cvae_improved_bpd", P), 3 * _test(P))]
 
 
 def _diffusion_classes(run) -> int:
@@ -238,52 +173,48 @@ def _diffusion_classes(run) -> int:
 
 
 def _ch04(P):
-    D, k = P.diffusion, _diffusion_classes(P.diffusion)
-    w = P.ddpm.width
+    D, k, ddpm = P.diffusion, _diffusion_classes(P.diffusion), recipe("ddpm", P)
     return [
-        _train("train the U-Net", "unet", P.ddpm, k * _per_class(P.ddpm, P)),
-        _forward("DDPM sampling, twice (Algorithm 2 written out, then the library's)", "unet", w, 2 * D.n_ddpm, D.T),
-        _forward("DDIM step counts and eta", "unet", w, D.n_ddpm, sum(D.ddim_steps) + D.ddim_steps[1]),
-        _forward("guidance sweep (4 weights x 8 images)", "unet", w, 4 * 8, 50, guided=True),
-        _forward("the final grid", "unet", w, D.n_grid * k, 50, guided=True),
-    ] + ([_forward("the run against the shipped one", "unet", w, 2 * 6 * k, D.ddim_steps[1])] if k == 2 else [])
+        _forward("DDPM sampling, twice (Algorithm 2 written out, then the library's)", ddpm, 2 * D.n_ddpm, D.T),
+        _forward("DDIM step counts and eta", ddpm, D.n_ddpm, sum(D.ddim_steps) + D.ddim_steps[1]),
+        _forward("guidance sweep (4 weights x 8 images)", ddpm, 4 * 8, 50, guided=True),
+        _forward("the final grid", ddpm, D.n_grid * k, 50, guided=True),
+    ] + ([_forward("the run against the shipped one", ddpm, 2 * 6 * k, D.ddim_steps[1])] if k == 2 else [])
 
 
 def _ch05(P):
     k = _diffusion_classes(P.diffusion)
     n = P.n_eval // k * k
+    first = shipped_recipe("ldm_first_stage")
     # shipped pixel models exist for airplanes and frogs and for all ten classes (comparison.SHIPPED_PIXEL),
     # the shipped latent prior for airplanes and frogs only
     ddpm_runs = 1 + (3 if k in (2, 10) else 0)
     ldm_runs = 2 + (1 if k == 2 else 0)
-    work = [_forward(f"{ddpm_runs} DDPM samplers x {n} samples (DDIM-50, guided at most)", "unet", P.ddpm.width,
+    work = [_forward(f"{ddpm_runs} DDPM samplers x {n} samples (DDIM-50, guided at most)", recipe("ddpm", P),
                      ddpm_runs * n, 50, guided=True),
-            _forward(f"{ldm_runs} latent-diffusion samplers x {n} samples", "latent_unet", P.ldm.width,
+            _forward(f"{ldm_runs} latent-diffusion samplers x {n} samples", recipe("ldm_prior", P),
                      ldm_runs * n, 50, guided=True),
-            _forward("decode the latent samples", "first_stage", 0, ldm_runs * n),
-            _forward("reconstruct the test images (AE, CVAEs, first stage)", "cvae", P.cvae.width, 4 * _test(P, k),
-                     variant="bpd")]
+            _forward("decode the latent samples", first, ldm_runs * n),
+            _forward("reconstruct the test images (AE, CVAEs, first stage)", recipe("cvae_improved_bpd", P),
+                     4 * _test(P, k))]
     if P.fid:
         models = ddpm_runs + ldm_runs + 4      # + the CVAEs, the AE and the real images
-        work.append(_forward("FID: Inception-v3 features of every sample set and the test images", "inception", 0,
+        work.append(_forward("FID: Inception-v3 features of every sample set and the test images", None,
                              models * n + _test(P, k), batch=100))
     return work
 
 
 def _ch06(P):
-    L, k = P.latent, _diffusion_classes(P.latent)
-    n = k * _per_class(P.ldm, P)
+    L, k, prior = P.latent, _diffusion_classes(P.latent), recipe("ldm_prior", P)
+    first = shipped_recipe("ldm_first_stage")
     n_eval = P.n_eval // k * k
     sweep = len(L.guidance) * max(n_eval // 2, 6 * k)
     return [
-        _forward("encode the training images and their mirror images", "first_stage", 0, 2 * n),
-        _train("train the prior on the latents", "latent_unet", P.ldm, 2 * n),
-        _forward("guidance sweep", "latent_unet", P.ldm.width, sweep, L.ddim_steps, guided=True),
-        _forward("grids and the scrubber", "latent_unet", P.ldm.width, (L.n_grid + 6) * k + L.T // 10, L.ddim_steps,
-                 guided=True),
-        _forward("judge the run and the shipped prior", "latent_unet", P.ldm.width, 2 * n_eval, L.ddim_steps,
-                 guided=True),
-        _forward("decode every sample", "first_stage", 0, sweep + 2 * n_eval + (L.n_grid + 6) * k),
+        _forward("encode the training images and their mirror images", first, prior.data.n_train()),
+        _forward("guidance sweep", prior, sweep, L.ddim_steps, guided=True),
+        _forward("grids and the scrubber", prior, (L.n_grid + 6) * k + L.T // 10, L.ddim_steps, guided=True),
+        _forward("judge the run and the shipped prior", prior, 2 * n_eval, L.ddim_steps, guided=True),
+        _forward("decode every sample", first, sweep + 2 * n_eval + (L.n_grid + 6) * k),
     ]
 
 

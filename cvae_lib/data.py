@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import settings
 from .files import atomic_write
+from .pixels import from_unit, to_unit  # re-exported: chapters and solutions import them from here
 
 __all__ = ["CLASSES", "DataError", "ImageSet", "TensorSet", "load_cifar10", "random_translate", "cache_dir",
            "find_root", "to_unit", "from_unit", "fingerprint",
@@ -39,17 +41,7 @@ class DataError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where decoded arrays and downloads go: `$CVAE_CACHE_DIR` or `~/.cache/cvae_lib`."""
-    return Path(os.environ.get("CVAE_CACHE_DIR") or Path.home() / ".cache" / "cvae_lib")
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] (a model's or the diffusion process's scale) -> [0, 1], clamped."""
-    return ((x + 1) / 2).clamp(0, 1)
-
-
-def from_unit(x: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] -> [-1, 1], the centred scale models and the diffusion process use."""
-    return x * 2 - 1
+    return settings.cache_dir()
 
 
 def fingerprint(data) -> str:
@@ -279,7 +271,7 @@ def load_cifar10(split: str = "train", root: str | os.PathLike | None = None, *,
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    root = root if root is not None else os.environ.get("CVAE_DATA_DIR") or None
+    root = root if root is not None else settings.current().data_dir
     if root is None:
         return _load_torchvision(split, download)
     split_dir = find_root(root) / split

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import from_unit, to_unit  # the image-range helpers, re-exported for chapter 04
+from .pixels import from_unit, to_unit  # the image-range helpers, re-exported for chapter 04
 from .runtime import eval_mode, unwrap, use_channels_last
 
 __all__ = ["DiffusionConfig", "Diffusion", "beta_schedule", "ddim_timesteps", "to_unit",

@@ -26,9 +26,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .data import ImageSet, from_unit
+from .data import ImageSet
 from .metrics import bits_per_dim, psnr, ssim
 from .models import likelihoods as L
+from .pixels import from_unit
 from .weights import read_metadata, shipped
 
 __all__ = ["rms_error", "plugin_bpd", "reconstruction_scores", "seconds_per_step", "output_spread",

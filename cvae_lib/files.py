@@ -84,8 +84,10 @@ def course_root(folder: str | os.PathLike | None = None, need: str = "notebooks"
     current folder. The notebooks belong to the repository, not to the installed package, so a
     wheel install must point here at a clone; the error says how."""
     candidates = [Path(folder)] if folder else []
-    if os.environ.get("CVAE_COURSE_DIR"):
-        candidates.append(Path(os.environ["CVAE_COURSE_DIR"]))
+    from .settings import current
+
+    if current().course_dir:
+        candidates.append(current().course_dir)
     candidates += [Path(__file__).resolve().parents[1], Path.cwd()]
     for c in candidates:
         if (c / need).is_dir():

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import from_unit, to_unit
+from .pixels import from_unit, to_unit
 from .runtime import eval_mode, unwrap
 
 __all__ = ["FlowConfig", "FlowMatching", "flow_times"]

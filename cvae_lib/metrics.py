@@ -174,7 +174,9 @@ def inception_weights(path: str | None = None) -> str:
     import importlib.util
     import os
 
-    path = path or os.environ.get("CVAE_FID_WEIGHTS")
+    from .settings import current
+
+    path = path or current().fid_weights
     if path:
         if not os.path.isfile(path):
             raise MissingWeightsError(f"the FID Inception file {path!r} does not exist (CVAE_FID_WEIGHTS or "

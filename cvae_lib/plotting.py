@@ -126,7 +126,9 @@ def save_figure(fig: Figure, name: str, folder: str | None = None) -> str | None
     """
     import os
 
-    folder = folder or os.environ.get("CVAE_FIGURES_DIR")
+    from .settings import current
+
+    folder = folder or current().figures_dir
     if not folder:
         return None
     os.makedirs(folder, exist_ok=True)
@@ -147,17 +149,23 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def save_table(rows: list[dict], name: str, note: str = "", folder: str | None = None) -> str | None:
-    """Write rows as `name`.md (a markdown table, then `note`) under `$CVAE_TABLES_DIR` (set by
-    `make course`) or `folder`; else do nothing. Returns the path written, or None."""
+    """Write rows as `name`.md (a markdown table, then `note`) and as `name`.json (the rows and the
+    note as data, for tools/write_results.py) under `$CVAE_TABLES_DIR` (set by `make course`) or
+    `folder`; else do nothing. Returns the path of the .md written, or None."""
+    import json
     import os
 
-    folder = folder or os.environ.get("CVAE_TABLES_DIR")
+    from .settings import current
+
+    folder = folder or current().tables_dir
     if not folder:
         return None
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}.md")
     with open(path, "w") as f:
         f.write(markdown_table(rows) + ("\n" + note + "\n" if note else ""))
+    with open(os.path.join(folder, f"{name}.json"), "w") as f:
+        json.dump({"name": name, "profile": current().profile, "rows": rows, "note": note}, f, indent=1, default=str)
     return path
 
 

@@ -15,10 +15,11 @@ place that says what a profile means.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 
 import torch
+
+from . import settings
 
 __all__ = ["RunSize", "DiffusionRun", "LatentRun", "Profile", "PROFILES", "get_profile"]
 
@@ -150,13 +151,14 @@ def get_profile(name: str | None = None) -> Profile:
     `$CVAE_FID` (1 or 0) overrides the profile's `fid`: `CVAE_FID=1` fills chapter 05's FID
     column in the cpu profile too, at the cost its header states.
     """
-    name = name or os.environ.get("CVAE_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
+    env = settings.current()
+    name = name or env.profile or ("gpu" if torch.cuda.is_available() else "cpu")
     try:
         profile = PROFILES[name.strip().lower()]
     except KeyError:
         raise ValueError(f"Unknown profile {name!r}: set CVAE_PROFILE to one of "
                          f"{', '.join(PROFILES)} (or leave it unset to choose automatically).") from None
-    fid = os.environ.get("CVAE_FID", "").strip()
+    fid = env.fid
     if fid not in ("", "0", "1"):
         raise ValueError(f"CVAE_FID={fid!r}: set it to 1 (chapter 05 computes FID) or 0 (it does not), "
                          f"or leave it unset for the profile's choice ({profile.name}: {int(profile.fid)})")

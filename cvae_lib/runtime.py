@@ -18,6 +18,8 @@ import random
 
 import torch
 
+from . import settings
+
 __all__ = ["pick_device", "seed_everything", "cpu_has_amx", "amp_dtype", "grad_scaler", "autocast",
            "maybe_compile", "unwrap", "use_channels_last", "optimizer_flags", "eval_mode", "init_distributed",
            "distributed", "describe"]
@@ -25,7 +27,7 @@ __all__ = ["pick_device", "seed_everything", "cpu_has_amx", "amp_dtype", "grad_s
 
 def pick_device(prefer: str | None = None) -> torch.device:
     """The best available device: `prefer` (or env `CVAE_DEVICE`), else cuda, then mps, then cpu."""
-    prefer = prefer or os.environ.get("CVAE_DEVICE")
+    prefer = prefer or settings.current().device
     if prefer:
         return torch.device(prefer)
     if torch.cuda.is_available():          # under torchrun, each process its own GPU
@@ -73,8 +75,8 @@ def amp_dtype(device: torch.device | str, mode: str = "auto") -> torch.dtype | N
     on an AMX CPU trains in fp32, as the course's printed numbers were measured.
     """
     device = torch.device(device)
-    if mode == "auto" and os.environ.get("CVAE_AMP", "auto") != "auto":
-        mode = os.environ["CVAE_AMP"]
+    if mode == "auto" and settings.current().amp != "auto":
+        mode = settings.current().amp
         if mode not in ("bf16", "fp16", "off"):
             raise ValueError(f"CVAE_AMP must be 'auto', 'bf16', 'fp16' or 'off', got {mode!r}")
     if mode == "off":
@@ -174,7 +176,7 @@ def init_distributed() -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
-        cuda = torch.cuda.is_available() and os.environ.get("CVAE_DEVICE", "cuda").startswith("cuda")
+        cuda = torch.cuda.is_available() and (settings.current().device or "cuda").startswith("cuda")
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if cuda else "gloo")

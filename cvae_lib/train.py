@@ -10,7 +10,9 @@ names a model: the same `fit` trains the autoencoder, the VAEs and the diffusion
 Nothing is lost: after every epoch a checkpoint (model config, uncompiled weights, optimizer,
 EMA, RNG state, history) is written atomically, and calling `fit` again with the same
 checkpoint path continues exactly where it stopped, giving the same weights as an
-uninterrupted run. Checkpoints are plain tensors and numbers, loaded with weights_only=True.
+uninterrupted run. Checkpoints are plain tensors and numbers, loaded with weights_only=True;
+their layout and the checks that keep one run's file from being read as another's are in
+cvae_lib/checkpoint.py.
 
 Under `torchrun --nproc_per_node N` (after `runtime.init_distributed()`), the same `fit` trains
 with DistributedDataParallel: every rank builds the same global batch of `batch_size` items
@@ -26,15 +28,23 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .configs import config_dict, config_from_dict, upgrade_config
+from .checkpoint import (
+    CheckpointError,
+    check_resumable,
+    load_checkpoint,
+    load_model,
+    restore,
+    rng_state,
+    save_checkpoint,
+    training_state,
+)
 from .data import ImageSet, TensorSet, fingerprint
-from .files import atomic_write
 from .runtime import (
     autocast,
     distributed,
@@ -46,19 +56,12 @@ from .runtime import (
     unwrap,
     use_channels_last,
 )
+from .settings import runs_dir as run_dir
 
 __all__ = ["TrainConfig", "History", "EMA", "CheckpointError", "fit", "evaluate", "infer", "run_dir",
            "load_or_train", "load_checkpoint", "load_model", "save_checkpoint", "unwrap"]
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], "torch.Tensor | tuple[torch.Tensor, dict]"]
-_FORMAT = 1
-# Train-config fields that may change between a run and its resume. All but `epochs` leave the
-# result unchanged; more epochs continue the run (with schedule="cosine" the decay is re-timed).
-_RESUMABLE_CHANGES = {"epochs", "early_stopping", "progress", "log_every"}
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used with this model or run; the message says why and what to do."""
 
 
 @dataclass
@@ -156,63 +159,6 @@ class EMA:
         self.updates = int(state["updates"])
 
 
-def _normalise(d: dict) -> dict:
-    """Tuples and lists compare equal after a checkpoint round trip."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write `state` to `path` atomically: a temporary file, fsync, then rename over the target."""
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint as data only (`weights_only=True`: no code in it can run)."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({e}); delete it to retrain.") from e
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} is not a cvae_lib checkpoint (format {_FORMAT}); delete it "
-                              f"or pass another path.")
-    return state
-
-
-def _check_matches(state: dict, model: nn.Module, path: Path) -> None:
-    name, cfg = type(unwrap(model)).__name__, config_dict(model)
-    if state["model_class"] != name:
-        raise CheckpointError(f"{path} holds a {state['model_class']}, not a {name}: use another "
-                              f"checkpoint path or delete the file.")
-    stored = upgrade_config(type(unwrap(model).cfg), state["model_config"] or {}) if cfg is not None else {}
-    if cfg is not None and _normalise(stored) != _normalise(cfg):
-        diff = {k: (stored.get(k), v) for k, v in cfg.items()
-                if _normalise({k: stored.get(k)}) != _normalise({k: v})}
-        raise CheckpointError(f"{path} was trained with another config; differing fields "
-                              f"(checkpoint, this model): {diff}. Use a new checkpoint path for "
-                              f"the new config, or delete the old file to retrain.")
-
-
-def load_model(path: str | os.PathLike, model_cls: type[nn.Module], config_cls: type,
-               ema: bool = False) -> nn.Module:
-    """Rebuild a model from its checkpoint in one call: config from the file, then its weights.
-
-    ema: load the EMA weights instead of the raw ones (if the run kept an EMA).
-    """
-    state = load_checkpoint(path)
-    if state["model_class"] != model_cls.__name__:
-        raise CheckpointError(f"{path} holds a {state['model_class']}, not a {model_cls.__name__}")
-    model = model_cls(config_from_dict(config_cls, state["model_config"]))
-    weights = state["ema"]["weights"] if ema and state.get("ema") is not None else state["model"]
-    model.load_state_dict(weights)
-    return model.eval()
-
-
 # ----------------------------------------------------------------------------- the loop
 
 def _make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -244,17 +190,6 @@ def _split_loss(out) -> tuple[torch.Tensor, dict]:
     return out, {}
 
 
-def run_dir(profile_name: str) -> Path:
-    """Where a profile's checkpoints go: `$CVAE_RUNS_DIR/<profile>` or `~/.cache/cvae_lib/runs/<profile>`.
-
-    Each profile has its own folder, so a smoke run never overwrites a cpu-profile model.
-    """
-    from .data import cache_dir
-
-    base = os.environ.get("CVAE_RUNS_DIR")
-    return (Path(base) if base else cache_dir() / "runs") / profile_name
-
-
 @torch.no_grad()
 def infer(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 500,
           device: torch.device | str | None = None) -> torch.Tensor:
@@ -276,7 +211,7 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, batc
     losses (a VAE's sampled z, a diffusion model's random t) give the same number every call.
     """
     device = next(model.parameters()).device
-    rng = torch.get_rng_state()
+    rng = torch.getrng_state()
     torch.manual_seed(seed)
     totals: dict[str, float] = {}
     n = 0
@@ -396,13 +331,13 @@ class _Run:
 
     def resume(self, state: dict) -> None:
         """Restore weights, optimizer, EMA, RNG and history from a checkpoint of the same run."""
-        _check_resumable(state, self.model, self.cfg, self.path, self.data)
+        check_resumable(state, self.model, self.cfg, self.path, self.data)
         ranks = state["rng"].get("ranks") or [state["rng"]]
         if len(ranks) != self.world:
             raise CheckpointError(f"{self.path} was written by a run of {len(ranks)} process(es), and this "
                                   f"one has {self.world}: resume with the same torchrun --nproc_per_node, "
                                   f"or use a new checkpoint path.")
-        _restore({**state, "rng": ranks[self.rank]}, self.model, self.ema, self.device, self.opt)
+        restore({**state, "rng": ranks[self.rank]}, self.model, self.ema, self.device, self.opt)
         if state.get("scaler"):                      # fp16 runs: the loss scale it had reached
             self.scaler.load_state_dict(state["scaler"])
         h = state["history"]
@@ -491,7 +426,7 @@ class _Run:
                 h.stopped_early = True
                 unwrap(self.model).load_state_dict(self.best["weights"])
         if self.path is not None:
-            rng = _rng_state()
+            rng = rng_state()
             if self.world > 1:                        # every rank's RNG, gathered for rank 0 to save
                 import torch.distributed as dist
 
@@ -499,8 +434,9 @@ class _Run:
                 dist.all_gather_object(ranks, rng)
                 rng = {**rng, "ranks": ranks}
             if self.rank == 0:
-                save_checkpoint(self.path, _state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best, rng,
-                                                  self.data, self.scaler))
+                state = training_state(self.model, self.opt, self.ema, cfg, epoch + 1, h, self.best, rng,
+                                       self.data, self.scaler)
+                save_checkpoint(self.path, state)
         if h.stopped_early and self.rank == 0:
             say(f"early stopping after epoch {epoch + 1}: validation loss has not improved for "
                 f"{cfg.early_stopping} epochs; restored the weights of epoch {h.best_epoch}")
@@ -514,37 +450,6 @@ def _takes_step(loss_fn: Callable) -> bool:
         return False
 
 
-def _check_resumable(state: dict, model: nn.Module, cfg: TrainConfig, path: Path, data: str) -> None:
-    """The checkpoint holds this model (class and config), this run's settings, up to the
-    fields that may change between a run and its resume (_RESUMABLE_CHANGES), and was trained
-    on this data (checkpoints from before the fingerprint was kept are not checked for it)."""
-    _check_matches(state, model, path)
-    if state.get("data") and state["data"] != data:
-        raise CheckpointError(f"{path} was trained on other data (another subset, split or class "
-                              f"choice): reusing it would report that run as this one. Use a new "
-                              f"checkpoint path for this data, or delete the file to retrain.")
-    changed = {k for k, v in _normalise(asdict(cfg)).items()
-               if _normalise(state["train_config"]).get(k) != v} - _RESUMABLE_CHANGES
-    if changed:
-        raise CheckpointError(f"{path} was trained with other settings ({', '.join(sorted(changed))}); "
-                              f"resuming or loading it would not reproduce this run. Use a new checkpoint "
-                              f"path or delete the file.")
-
-
-def _restore(state: dict, model: nn.Module, ema: EMA | None, device: torch.device,
-             opt: torch.optim.Optimizer | None = None) -> None:
-    """Load a checkpoint's weights (and EMA, and with an optimizer its state and the RNG) in place."""
-    unwrap(model).load_state_dict(state["model"])
-    if ema is not None and state.get("ema") is not None:
-        ema.load_state_dict(state["ema"])
-        ema.model.to(device)
-    if opt is not None:
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-
-
 def _check_finite(value: float, epoch: int, step: int, cfg: TrainConfig, path: Path | None) -> None:
     if math.isfinite(value):
         return
@@ -553,29 +458,6 @@ def _check_finite(value: float, epoch: int, step: int, cfg: TrainConfig, path: P
         f"the training loss became {value} in epoch {epoch + 1} (around step {step + 1}); {kept}. "
         f"Try a lower learning rate (now {cfg.lr}), gradient clipping (grad_clip=1.0), a KL warm-up "
         f"for VAEs, or check that inputs are finite and in [0, 1].")
-
-
-def _rng_state() -> dict:
-    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
-
-
-def _state(model, opt, ema, cfg, epoch, history, best, rng: dict, data: str, scaler=None) -> dict:
-    return {
-        "data": data,
-        "format": _FORMAT,
-        "model_class": type(unwrap(model)).__name__,
-        "model_config": config_dict(model),
-        "train_config": asdict(cfg),
-        "model": unwrap(model).state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": opt.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else {},   # {} unless fp16
-        "epoch": epoch,
-        "rng": rng,
-        "history": history.to_dict(),
-        "best": best,
-        "done": history.stopped_early or epoch >= cfg.epochs,
-    }
 
 
 def load_or_train(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, cfg: TrainConfig,
@@ -591,11 +473,11 @@ def load_or_train(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet,
     path = Path(checkpoint)
     if path.exists():
         state = load_checkpoint(path)
-        _check_resumable(state, model, cfg, path, fingerprint(data))
+        check_resumable(state, model, cfg, path, fingerprint(data))
         h = state["history"]
         if h["stopped_early"] or state["epoch"] >= cfg.epochs:  # finished: load, do not train
             device = torch.device(device) if device is not None else pick_device()
-            _restore(state, model.to(device), ema, device)
+            restore(state, model.to(device), ema, device)
             model.eval()
             return History(h["rows"], h["stopped_early"], h["best_epoch"])
     return fit(model, loss_fn, data, cfg, val=val, checkpoint=path, ema=ema, device=device)

@@ -21,7 +21,6 @@ tests/test_widgets.py with 7.7.1, where an unknown keyword is an error.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -40,7 +39,9 @@ EXPLORERS = ("latent_explorer", "interpolation_explorer", "timestep_scrubber", "
 
 def is_interactive() -> bool:
     """True inside a Jupyter kernel (where widgets can render) unless CVAE_STATIC_WIDGETS is set."""
-    if os.environ.get("CVAE_STATIC_WIDGETS", "") not in ("", "0"):
+    from .settings import current
+
+    if current().static_widgets:
         return False
     try:
         from IPython import get_ipython

@@ -10,6 +10,7 @@ import pytest
 
 from cvae_lib.compute import BUDGET_MINUTES, CHAPTERS, T4, Work, chapter_work, estimate_minutes, per_image
 from cvae_lib.profiles import RunSize, get_profile
+from cvae_lib.recipes import chapter_runs, recipe
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 GPU = get_profile("gpu")
@@ -47,9 +48,19 @@ def test_the_estimate_is_flops_over_throughput_plus_fixed_costs():
 def test_a_training_pass_costs_about_three_forward_passes():
     """Backward costs about twice the forward (gradients with respect to inputs and to weights),
     so the counter's training FLOPs per image are 2.5x to 3.5x its forward FLOPs."""
-    train, forward = per_image("unet", 16)
+    train, forward = per_image(recipe("ddpm", "cpu"))                # the U-Net at width 16
     assert 2.5 < train / forward < 3.5
     assert 1e8 < forward < 3e8                                       # 0.16 GFLOPs at width 16
+
+
+def test_every_training_run_of_a_chapter_is_counted_once_from_its_recipe():
+    """The estimate's training rows are the chapter's recipes: the same names, steps and batches."""
+    cpu = get_profile("cpu")
+    for chapter in CHAPTERS:
+        runs = chapter_runs(chapter, cpu)
+        trained = [w for w in chapter_work(chapter, cpu) if w.steps]
+        assert [w.what for w in trained] == [f"train {r.what}" for r in runs]
+        assert [w.steps for w in trained] == [r.steps for r in runs]
 
 
 def test_the_cpu_profile_is_far_cheaper_than_the_gpu_profile():
@@ -58,11 +69,3 @@ def test_the_cpu_profile_is_far_cheaper_than_the_gpu_profile():
         ratio = (sum(w.flops for w in chapter_work(chapter, GPU))
                  / sum(w.flops for w in chapter_work(chapter, cpu)))
         assert ratio > 3, chapter
-
-
-def test_the_docs_table_states_the_current_estimates():
-    page = (NOTEBOOKS.parent / "docs" / "scaling.md").read_text()
-    row = re.search(r"^\| gpu profile on a T4, estimated minutes \|(.*)\|$", page, re.M)
-    assert row, "docs/scaling.md lost its row of the gpu profile's estimated minutes"
-    stated = [float(v) for v in row.group(1).split("|")]
-    assert stated == pytest.approx([estimate_minutes(chapter_work(c, GPU)) for c in CHAPTERS], abs=0.051)

@@ -118,9 +118,10 @@ def test_a_chapter_run_by_another_chapters_ensure_runs_is_not_run_twice(tmp_path
 def test_own_runs_trains_nothing_unless_asked_and_says_how(tmp_path, capsys, monkeypatch):
     """Chapter 05 opened on its own: the runs that exist are used, the missing ones are named
     with the chapter, the flag and the command that make them, and what that would cost."""
-    from cvae_lib.course import RETRAIN_ENV, RUN_MINUTES, own_runs
+    from cvae_lib.course import RETRAIN_ENV, own_runs, run_minutes
 
     monkeypatch.delenv(RETRAIN_ENV, raising=False)
+    minutes = run_minutes("cpu")
     (tmp_path / "ae.pt").write_bytes(b"x")
     needed = {"ae.pt": "01", "a.pt": "03", "b.pt": "03", "ddpm.pt": "04"}
     never = lambda ch: pytest.fail(f"chapter {ch} was run")                      # noqa: E731
@@ -128,11 +129,11 @@ def test_own_runs_trains_nothing_unless_asked_and_says_how(tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert "chapter 03's run not found" in out and "a.pt, b.pt" in out and "chapter 04's run not found" in out
     assert "RETRAIN_OWN_RUNS = True" in out and "python -m cvae_lib.course 03 04" in out
-    assert f"about {RUN_MINUTES['cpu']['03'] + RUN_MINUTES['cpu']['04']:.0f} min in the cpu profile" in out
+    assert f"about {minutes['03'] + minutes['04']:.0f} min in the cpu profile" in out
 
 
 def test_own_runs_prints_the_cost_before_it_trains(tmp_path, capsys, monkeypatch):
-    from cvae_lib.course import RETRAIN_ENV, RUN_MINUTES, own_runs
+    from cvae_lib.course import RETRAIN_ENV, own_runs, run_minutes
 
     monkeypatch.delenv(RETRAIN_ENV, raising=False)
     seen = []
@@ -144,7 +145,7 @@ def test_own_runs_prints_the_cost_before_it_trains(tmp_path, capsys, monkeypatch
 
     assert own_runs({"01.pt": "01", "06.pt": "06"}, tmp_path, retrain=True, profile="cpu", runner=runner) == {
         "01.pt", "06.pt"}
-    cost = RUN_MINUTES["cpu"]["01"] + RUN_MINUTES["cpu"]["06"]
+    cost = run_minutes("cpu")["01"] + run_minutes("cpu")["06"]
     assert f"chapter(s) 01, 06, about {cost:.0f} min in the cpu profile" in seen[0]
     assert own_runs({"01.pt": "01"}, tmp_path, retrain=True, runner=never_called) == {"01.pt"}
     assert "found in" in capsys.readouterr().out
@@ -185,8 +186,47 @@ def test_the_course_runner_asks_own_runs_to_train(tmp_path, monkeypatch):
     assert own_runs({"a.pt": "03"}, tmp_path, runner=runner) == {"a.pt"} and ran == ["03"]
 
 
-def test_chapter_minutes_adds_the_known_times():
-    from cvae_lib.course import RUN_MINUTES, chapter_minutes
+def test_chapter_minutes_adds_the_measured_times():
+    """The slowest committed run of each chapter, rounded up to half a minute; a profile never
+    measured falls back to the estimate."""
+    from cvae_lib.compute import chapter_work, estimate_minutes
+    from cvae_lib.course import chapter_minutes, run_minutes
+    from cvae_lib.profiles import get_profile
 
-    assert chapter_minutes(["01", "03", "04", "06"], "cpu") == sum(RUN_MINUTES["cpu"].values())
+    cpu = run_minutes("cpu")
+    assert set(cpu) >= {"01", "03", "04", "06"} and all(m == int(2 * m) / 2 for m in cpu.values())
+    assert chapter_minutes(["01", "03", "04", "06"], "cpu") == sum(cpu[c] for c in ("01", "03", "04", "06"))
     assert chapter_minutes([], "smoke") == 0
+    assert run_minutes("gpu") == {}
+    assert chapter_minutes(["04"], "gpu") == estimate_minutes(chapter_work("04", get_profile("gpu")))
+
+
+def test_a_course_run_writes_its_times_and_takes_a_nested_chapter_out_of_the_one_that_ran_it(tmp_path, monkeypatch):
+    """build/run-times.json has the format of the committed measurements (docs/results/run-times/),
+    and run_minutes reads it."""
+    import json
+
+    import nbformat
+
+    from cvae_lib.course import main, run_minutes
+
+    (tmp_path / "notebooks").mkdir()
+    runs, cell = tmp_path / "runs", nbformat.v4.new_code_cell
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell(
+        f"from cvae_lib.course import ensure_runs\nensure_runs({{'prior.pt': '01'}}, {str(runs)!r})")]),
+        tmp_path / "notebooks" / "00_needs.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell(
+        f"import time\nfrom pathlib import Path\ntime.sleep(1)\nPath({str(runs)!r}).mkdir(exist_ok=True)\n"
+        f"(Path({str(runs)!r}) / 'prior.pt').write_bytes(b'x')")]), tmp_path / "notebooks" / "01_makes.ipynb")
+    monkeypatch.setenv("CVAE_PROFILE", "smoke")
+    monkeypatch.delenv("CVAE_COURSE_DIR", raising=False)
+    assert main(["--root", str(tmp_path), "--out", str(tmp_path / "build")]) == 0
+    times = json.loads((tmp_path / "build" / "run-times.json").read_text())
+    assert times["profile"] == "smoke" and set(times["chapters"]) == {"00", "01"}
+    needs, makes = times["chapters"]["00"], times["chapters"]["01"]
+    assert needs["ran"] == ["01"] and makes["run_by"] == "00" and makes["seconds"] >= 1
+    assert times["total_seconds"] == pytest.approx(needs["seconds"] + makes["seconds"], abs=0.2)
+    committed = tmp_path / "docs" / "results" / "run-times"
+    committed.mkdir(parents=True)
+    (committed / "smoke-1.json").write_text(json.dumps(times))
+    assert run_minutes("smoke", tmp_path)["01"] == 0.5

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import from_unit
+from ..pixels import from_unit
 from .blocks import ConvDecoder, ConvEncoder, stage_widths
 from .inputs import check_image_batch
 

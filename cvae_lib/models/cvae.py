@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..data import from_unit
+from ..pixels import from_unit
 from .blocks import mlp
 from .elbo import GaussianLatentVAE, LatentConfig, elbo_objective
 from .inputs import check_image_batch, check_labels

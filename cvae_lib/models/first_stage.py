@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..data import from_unit, to_unit
+from ..pixels import from_unit, to_unit
 from ..runtime import unwrap
 from .inputs import check_image_batch
 

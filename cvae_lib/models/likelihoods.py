@@ -32,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..data import from_unit, to_unit
+from ..pixels import from_unit, to_unit
 
 __all__ = ["reparameterize", "kl_normal", "soft_clamp", "negative_elbo", "Likelihood",
            "Bernoulli", "DiscretizedGaussian", "DiscretizedLogistic", "DiscretizedLogisticMixture",

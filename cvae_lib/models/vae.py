@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import from_unit
+from ..pixels import from_unit
 from .elbo import GaussianLatentVAE, LatentConfig, elbo_objective
 from .inputs import check_image_batch
 from .likelihoods import reparameterize
