@@ -241,6 +241,6 @@ def test_sleeping_notebook_hits_the_wall_clock_limit(tmp_path):
     subs = tmp_path / "submitted"
     write(subs, "sleeper", _prefix(solution(), "def interpolate(", "import time; time.sleep(600)\n"))
     started = time.monotonic()
-    rows = run_grader(subs, tmp_path / "book", "--timeout", "8")["sleeper"]
-    assert time.monotonic() - started < 30
-    assert set(statuses(rows)[5:]) == {"error"} and "within 8 s" in events(rows)["time limit"]
+    rows = run_grader(subs, tmp_path / "book", "--timeout", "20")["sleeper"]
+    assert time.monotonic() - started < 45
+    assert set(statuses(rows)[5:]) == {"error"} and "within 20 s" in events(rows)["time limit"]

@@ -7,6 +7,10 @@ kinds:
     check     only lines like `ex01.check_psnr(psnr);`: the grader calls that check itself
     code      anything else (setup, imports, demos): run as the grader's copy has it
 
+A cell tagged `experiment` (a run on data or shipped weights that the student looks at, which
+no check depends on: tools/build_notebooks.py) is not run at all: it would need the data set and
+minutes of processor time in the sandbox, and cannot change a grade.
+
 A student's solution cell is found by the cell id `tools/build_notebooks.py` gives it (the same
 in solutions/ and exercises/), or else as the cell that defines the same functions. Every other
 cell of the submission (its check cells, outputs, added cells) is ignored; check cells that were
@@ -18,11 +22,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .intake import MAX_NOTEBOOK_BYTES
+from .intake import read_notebook as read_submission
+
 __all__ = ["Step", "load_plan", "read_submission", "solution_sources", "check_cell_notes", "check_calls",
            "defined_names", "MAX_NOTEBOOK_BYTES"]
 
 BEGIN = "### BEGIN SOLUTION"
-MAX_NOTEBOOK_BYTES = 50 << 20
+EXPERIMENT = "experiment"        # the tag of cells no check depends on (tools/build_notebooks.py)
 _CHECK = re.compile(r"^\s*(ex\d\d)\.(check_\w+)\(\s*([A-Za-z_]\w*)\s*\)\s*;?\s*$")
 _DEF = re.compile(r"^(?:def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
 
@@ -62,29 +69,13 @@ def load_plan(path: Path) -> list[Step]:
         checks = check_calls(source)
         if BEGIN in source:
             steps.append(Step("solution", cell_id, source, defined_names(source)))
+        elif EXPERIMENT in (cell.get("metadata", {}).get("tags") or ()):
+            continue
         elif checks:
             steps.append(Step("check", cell_id, source, checks=checks))
         else:
             steps.append(Step("code", cell_id, source))
     return steps
-
-
-def read_submission(path: Path) -> list[tuple[str, str]]:
-    """(cell id, source) of every code cell of a submitted notebook; ValueError if unreadable.
-
-    Only sources are kept: outputs, execution counts and metadata never reach the grade.
-    """
-    import nbformat
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-        raise ValueError(f"the file is over {MAX_NOTEBOOK_BYTES >> 20} MB")
-    try:
-        nb = nbformat.read(path, as_version=4)
-        cells = [(str(c.get("id", "")), c.source) for c in nb.cells if c.get("cell_type") == "code"]
-    except Exception as e:  # not JSON, not a notebook
-        raise ValueError(f"{type(e).__name__}: {str(e)[:200]}") from None
-    if not all(isinstance(src, str) for _, src in cells):
-        raise ValueError("a code cell's source is not text")
-    return cells
 
 
 def _defines_all(source: str, names: tuple[str, ...]) -> bool:

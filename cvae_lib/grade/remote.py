@@ -13,6 +13,12 @@ Two things the checks need beyond plain values:
 * gradients *through* the student's function (ex02: "gradients flow to mu and logvar"): the
   value comes back attached to the grader's inputs by `_RemoteGrad`, whose backward asks the
   worker for the vector-Jacobian product of that call with the incoming gradient.
+
+The grader's own process never does unbounded work on what the student's code produced: replies
+are size-checked as they are read (`wire.py`), and a callback is refused, before it runs, when
+the tensors the student's code hands it are over `CALLBACK_ELEMENTS` each or could broadcast to
+more than `CALLBACK_BROADCAST` elements together (the product of their sizes bounds any
+elementwise result).
 """
 from __future__ import annotations
 
@@ -22,19 +28,37 @@ from ..checks import CheckNotRun
 from .sandbox import Limits, Sandbox, Stopped
 from .wire import WireError, decode, encode
 
-__all__ = ["Remote", "RemoteFunction"]
+__all__ = ["Remote", "RemoteFunction", "CALLBACK_ELEMENTS", "CALLBACK_BROADCAST"]
+
+CALLBACK_ELEMENTS = 1 << 20      # elements of one tensor handed to a grader's callback
+CALLBACK_BROADCAST = 1 << 24     # product of the sizes of all of them (bounds a broadcast result)
 
 
 class Remote:
     """A notebook's worker, or the reason it is gone (`stopped`); requests fail fast after that."""
 
-    def __init__(self, limits: Limits | None = None, stopped: Stopped | None = None, bwrap: str | None = None):
+    def __init__(self, limits: Limits | None = None, stopped: Stopped | None = None, bwrap: str | None = None,
+                 confinement=None):
         self.box, self.stopped = None, stopped
         if stopped is None:
             try:
-                self.box = Sandbox(limits or Limits(), bwrap)
+                self.box = Sandbox(limits or Limits(), bwrap, confinement)
             except Stopped as e:
                 self.stopped = e
+
+    def trace(self, paths: list[str]) -> list[str]:
+        """Have the worker watch these library functions (before any cell runs); the paths it
+        could not find (a checks module naming a function that does not exist)."""
+        if not paths or self.stopped is not None:
+            return []
+        try:
+            reply = self.request({"op": "trace", "paths": list(paths)})
+        except Stopped:
+            return []
+        missing = reply.get("missing")
+        if reply.get("op") != "traced" or not isinstance(missing, list):
+            self._violation("a trace reply of the wrong form")
+        return [str(m)[:200] for m in missing[:50]]
 
     def close(self) -> None:
         if self.box is not None:
@@ -61,10 +85,10 @@ class Remote:
             self.stopped = e
             raise
 
-    def vjp(self, handle: int, cotangent: torch.Tensor, inputs: list[tuple]) -> list:
-        """Gradients w.r.t. the inputs of call `handle`, for `cotangent` on its output."""
+    def vjp(self, handle: int, cotangents: list, inputs: list[tuple]) -> list:
+        """Gradients w.r.t. the inputs of call `handle`, for `cotangents` on its outputs."""
         try:
-            reply = self.request({"op": "vjp", "handle": handle, "cotangent": encode(cotangent)})
+            reply = self.request({"op": "vjp", "handle": handle, "cotangents": encode(list(cotangents))})
         except Stopped as e:
             raise CheckNotRun(e.status, e.message) from None
         if reply.get("op") != "result":
@@ -85,15 +109,18 @@ class Remote:
         args, kwargs = self._decode(request.get("args")), self._decode(request.get("kwargs"))
         if not isinstance(args, tuple) or not isinstance(kwargs, dict):
             self._violation("callback arguments of the wrong form")
+        too_big = _callback_size_problem(args, kwargs)
+        if too_big:
+            return {"op": "callback_raised", "error": {"type": "ValueError", "message": too_big}}
         try:
             with torch.no_grad():
                 return {"op": "callback_result", "value": encode(fn(*args, **kwargs))}
         except Exception as e:
             return {"op": "callback_raised", "error": {"type": type(e).__name__, "message": str(e)[:500]}}
 
-    def _decode(self, value):
+    def _decode(self, value, on_tensor=None):
         try:
-            return decode(value)
+            return decode(value, on_tensor)
         except WireError as e:
             self._violation(str(e))
 
@@ -117,6 +144,21 @@ def _student_exception(err, missing: tuple[str, str]) -> Exception:
     return type(kind if kind.isidentifier() else "StudentError", (Exception,), {})(message)
 
 
+def _callback_size_problem(args: tuple, kwargs: dict) -> str | None:
+    """Why the grader refuses to run a callback on these tensors, or None (checked before any work)."""
+    sizes = [t.numel() for t in _tensors((args, kwargs), [])]
+    if any(n > CALLBACK_ELEMENTS for n in sizes):
+        return (f"the grader refuses to call the check's model with a tensor of {max(sizes)} elements "
+                f"(at most {CALLBACK_ELEMENTS}): pass it tensors the size of the check's inputs")
+    product = 1
+    for n in sizes:
+        product = min(product * max(n, 1), CALLBACK_BROADCAST + 1)
+    if product > CALLBACK_BROADCAST:
+        return (f"the grader refuses to call the check's model with tensors of {sizes} elements: together they "
+                f"could broadcast to over {CALLBACK_BROADCAST} elements; pass it tensors of the check's shapes")
+    return None
+
+
 def _tensors(value, found: list) -> list:
     """Tensors in `value` in the order `wire.encode` visits them (modules' weights excluded)."""
     if isinstance(value, torch.Tensor):
@@ -131,24 +173,36 @@ def _tensors(value, found: list) -> list:
 
 
 class _RemoteGrad(torch.autograd.Function):
-    """Identity on the worker's output in the forward pass; backward asks the worker."""
+    """Identity on the worker's output tensors in the forward pass; backward asks the worker."""
 
     @staticmethod
-    def forward(ctx, remote, handle, value, *inputs):
-        ctx.remote, ctx.handle = remote, handle
-        ctx.inputs = [(i.shape, i.dtype) for i in inputs]
-        return value.clone()
+    def forward(ctx, remote, handle, n_out, *tensors):
+        ctx.remote, ctx.handle, ctx.n_out = remote, handle, n_out
+        ctx.inputs = [(i.shape, i.dtype) for i in tensors[n_out:]]
+        return tuple(t.clone() for t in tensors[:n_out])
 
     @staticmethod
-    def backward(ctx, grad):
-        return (None, None, None, *ctx.remote.vjp(ctx.handle, grad, ctx.inputs))
+    def backward(ctx, *grads):
+        return (None, None, None, *[None] * ctx.n_out, *ctx.remote.vjp(ctx.handle, grads, ctx.inputs))
+
+
+def _substitute(value, new: dict):
+    """`value` with each tensor whose id is in `new` replaced (tuples, lists and dicts rebuilt)."""
+    if isinstance(value, torch.Tensor):
+        return new.get(id(value), value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_substitute(v, new) for v in value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, new) for k, v in value.items()}
+    return value
 
 
 class RemoteFunction:
     """Calls the student's function `name` in the worker; `missing` = (status, message) if undefined."""
 
-    def __init__(self, remote: Remote, name: str, missing: tuple[str, str]):
+    def __init__(self, remote: Remote, name: str, missing: tuple[str, str], references: tuple[str, ...] = ()):
         self.remote, self.name, self.__name__, self.missing = remote, name, name, missing
+        self.references, self.used = frozenset(references), set()   # library implementations watched / called
 
     def __call__(self, *args, **kwargs):
         grad = torch.is_grad_enabled()
@@ -157,15 +211,22 @@ class RemoteFunction:
                    "kwargs": encode(kwargs, callbacks), "grad": grad}
         try:
             reply = self.remote.request(request, callbacks)
+            called = reply.get("references")
+            if isinstance(called, list):
+                self.used |= self.references & {c for c in called if isinstance(c, str)}
             if reply.get("op") == "raised":
                 raise _student_exception(reply.get("error"), self.missing)
             if reply.get("op") != "result":
                 self.remote._violation("a call reply of the wrong form")
-            value = self.remote._decode(reply.get("value"))
+            outs = []
+            value = self.remote._decode(reply.get("value"), lambda t, g: outs.append(t) or t if g else t)
         except Stopped as e:
             raise CheckNotRun(e.status, e.message) from None
         inputs = [t for t in _tensors((args, kwargs), []) if t.requires_grad] if grad else []
+        outs = [t for t in outs if t.is_floating_point()]
         handle = reply.get("handle")
-        if inputs and type(handle) is int and isinstance(value, torch.Tensor) and value.is_floating_point():
-            value = _RemoteGrad.apply(self.remote, handle, value, *inputs)
+        if inputs and outs and type(handle) is int:
+            attached = _RemoteGrad.apply(self.remote, handle, len(outs), *outs, *inputs)
+            attached = attached if isinstance(attached, tuple) else (attached,)
+            value = _substitute(value, {id(t): a for t, a in zip(outs, attached)})
         return value

@@ -1,4 +1,4 @@
-"""One sandboxed worker process per notebook: bubblewrap namespaces, rlimits, a wall clock.
+"""One sandboxed worker process per notebook: bubblewrap namespaces, cgroup or rlimit caps, a wall clock.
 
     with Sandbox(Limits(wall_s=300)) as box:
         box.send({"op": "exec", "source": "x = 1"})
@@ -6,17 +6,22 @@
 
 The worker (`python -I -m cvae_lib.grade.worker`) runs under `bwrap` with every namespace
 unshared (user, pid, network, ipc, uts, cgroup): it sees read-only copies of the Python install,
-the virtual environment and the `cvae_lib` package, an empty size-capped tmpfs as its working
-folder and /tmp, and nothing else of the machine: no network (only its own loopback), no
-solutions, submissions or gradebook, and none of the grader's environment: bwrap itself starts
-from `BWRAP_ENV`, the worker from `WORKER_ENV`. RLIMIT_AS caps its memory and RLIMIT_CPU its processor
-time; the grader's clock caps its wall time. It is the first process of its own PID namespace
-under `--die-with-parent`, so killing it (or the grader dying) ends every process it started,
-including ones that called setsid.
+the virtual environment and the `cvae_lib` package, and nothing else of the machine: no network
+(only its own loopback), no solutions, submissions or gradebook, and none of the grader's
+environment: bwrap itself starts from `BWRAP_ENV`, the worker from `WORKER_ENV`. The sandbox's
+root and /dev are read-only; the only writable places are one size-capped tmpfs (its working
+folder, with /tmp inside it) and a size-capped /dev/shm.
+
+Caps (`limits.py`): RLIMIT_AS (memory) and RLIMIT_CPU (processor time) on every process; the
+notebook's cgroup (memory and process count for the whole tree) where the machine allows, else
+RLIMIT_NPROC inside the sandbox's user namespace; the grader's clock caps its wall time. The
+worker is the first process of its own PID namespace under `--die-with-parent`, so killing it
+(or the grader dying) ends every process it started, including ones that called setsid.
 """
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import resource
 import select
@@ -26,12 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+from .limits import Box, Confinement, Limits, choose_confinement
 from .wire import HEADER, MAX_FRAME, WireError, pack, unpack
 
-__all__ = ["Limits", "Sandbox", "Stopped", "SandboxUnavailable", "require_bwrap", "INSTALL_HINT"]
+__all__ = ["Limits", "Sandbox", "Stopped", "SandboxUnavailable", "require_bwrap", "INSTALL_HINT",
+           "default_confinement"]
 
 INSTALL_HINT = "apt-get install -y bubblewrap"
 WORKDIR = "/notebook"        # the notebook's working folder inside the sandbox (a tmpfs)
@@ -39,15 +46,6 @@ WORKDIR = "/notebook"        # the notebook's working folder inside the sandbox 
 
 class SandboxUnavailable(RuntimeError):
     """bubblewrap is missing or cannot create namespaces here; the message says how to fix it."""
-
-
-@dataclass
-class Limits:
-    """What one notebook may use."""
-    wall_s: float = 300             # seconds on the clock for the whole notebook
-    cpu_s: float = 300              # seconds of processor time (RLIMIT_CPU)
-    memory_bytes: int = 8 << 30     # address space (RLIMIT_AS); torch alone maps about 3.3 GB
-    disk_bytes: int = 256 << 20     # the tmpfs working folder and /tmp, each
 
 
 class Stopped(Exception):
@@ -108,39 +106,66 @@ BWRAP_ENV = {"PATH": WORKER_ENV["PATH"], "LANG": "C.UTF-8"}
 
 
 def bwrap_command(bwrap: str, limits: Limits) -> list[str]:
-    """The full `bwrap ... python -I -m cvae_lib.grade.worker` command line."""
-    env = WORKER_ENV
-    size = str(int(limits.disk_bytes))
+    """The full `bwrap ... python -I -m cvae_lib.grade.worker` command line.
+
+    Writable inside: the tmpfs at WORKDIR (capped at `disk_bytes`; /tmp is its folder .tmp) and
+    /dev/shm (capped at `shm_bytes`); the root bwrap builds and /dev are remounted read-only.
+    """
+    binds = _system_binds()
+    if any(a == "/tmp" or a.startswith("/tmp/") for a in binds):  # an install under /tmp: its own capped tmpfs
+        scratch = ["--size", str(int(limits.disk_bytes)), "--tmpfs", "/tmp"]
+        tmp_link = []
+    else:
+        scratch, tmp_link = [], ["--dir", f"{WORKDIR}/.tmp", "--symlink", f"{WORKDIR}/.tmp", "/tmp"]
     return [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
             "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
-            "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORKDIR,   # first: binds win over them
-            *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--chdir", WORKDIR,
-            *[a for k, v in env.items() for a in ("--setenv", k, v)],
-            "--", sys.executable, "-I", "-m", "cvae_lib.grade.worker"]
+            "--size", str(int(limits.disk_bytes)), "--tmpfs", WORKDIR, *scratch,   # first: binds win over them
+            *binds, "--proc", "/proc", "--dev", "/dev",
+            "--size", str(int(limits.shm_bytes)), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+            *tmp_link, "--remount-ro", "/", "--chdir", WORKDIR,
+            *[a for k, v in WORKER_ENV.items() for a in ("--setenv", k, v)],
+            "--", sys.executable, "-I", "-m", "cvae_lib.grade.worker", "--processes", str(int(limits.processes))]
 
 
-def _rlimits(limits: Limits):
-    """preexec_fn: the memory and processor-time caps, inherited by everything inside."""
-    cpu = max(1, int(limits.cpu_s))
+def _preexec(limits: Limits, box: Box):
+    """preexec_fn: join the notebook's cgroups, then the memory and processor-time caps,
+    inherited by everything inside (the process cap is set by the worker, inside the sandbox)."""
+    cpu = max(1, math.ceil(limits.cpu_s))
 
     def apply():
+        box.join()
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     return apply
 
 
+@lru_cache(maxsize=1)
+def default_confinement() -> Confinement:
+    """The strongest confinement this machine allows (cgroups as root, else rlimits)."""
+    return choose_confinement("auto")
+
+
 class Sandbox:
     """A running worker and its two pipes, read and written against the notebook's deadline."""
 
-    def __init__(self, limits: Limits, bwrap: str | None = None):
+    def __init__(self, limits: Limits, bwrap: str | None = None, confinement: Confinement | None = None):
         self.limits = limits
         self.deadline = time.monotonic() + limits.wall_s
         self._stderr, self.stderr_tail = tempfile.TemporaryFile(), ""
-        self.proc = subprocess.Popen(bwrap_command(bwrap or require_bwrap(), limits), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, preexec_fn=_rlimits(limits),
-                                     env=dict(BWRAP_ENV),
-                                     start_new_session=True, close_fds=True)
+        command = bwrap_command(bwrap or require_bwrap(), limits)
+        try:
+            self.box = (confinement or default_confinement()).box(limits)
+        except OSError as e:
+            raise Stopped("sandbox failed", f"the notebook's cgroup could not be made ({e})") from None
+        try:
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                         preexec_fn=_preexec(limits, self.box), env=dict(BWRAP_ENV),
+                                         start_new_session=True, close_fds=True)
+        except (OSError, subprocess.SubprocessError) as e:
+            self.box.close()
+            raise Stopped("sandbox failed", f"the sandboxed worker could not be started ({e})") from None
+        self.oom, self.peak = None, {}
         self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         fcntl.fcntl(self._in, fcntl.F_SETFL, fcntl.fcntl(self._in, fcntl.F_GETFL) | os.O_NONBLOCK)
         try:
@@ -181,13 +206,18 @@ class Sandbox:
                                     "student code writing to the grader's channel?")
 
     def close(self) -> None:
-        """Kill the worker's process group (and with it its PID namespace) and reap it."""
+        """Kill the worker's process group (and with it its PID namespace), reap it, and remove
+        its cgroup (killing anything left in it)."""
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         self.proc.wait()
+        if self.oom is None:
+            self.oom = self.box.oom_killed()
+            self.peak = self.box.peak()
+        self.box.close()
         if not self._stderr.closed:
             self.stderr_tail = self._stderr_tail()
         for f in (self.proc.stdin, self.proc.stdout, self._stderr):
@@ -195,6 +225,10 @@ class Sandbox:
                 f.close()
             except OSError:
                 pass
+
+    def oom_killed(self) -> bool:
+        """Did the kernel kill a process of this notebook for its cgroup's memory limit?"""
+        return self.oom if self.oom is not None else self.box.oom_killed()
 
     def _wait(self, fd: int, write: bool = False) -> None:
         left = self.deadline - time.monotonic()
@@ -224,21 +258,26 @@ class Sandbox:
             code = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             code = None
-        self._stop(*exit_words(code, self.limits))
+        self._stop(*exit_words(code, self.limits, self.oom_killed()))
 
     def _stderr_tail(self) -> str:
         try:
-            self._stderr.seek(0)
-            return self._stderr.read()[-600:].decode(errors="replace").strip() or "(empty)"
+            self._stderr.seek(max(0, self._stderr.seek(0, os.SEEK_END) - 600))
+            return self._stderr.read(600).decode(errors="replace").strip() or "(empty)"
         except (OSError, ValueError):
             return "(unreadable)"
 
 
-def exit_words(code: int | None, limits: Limits) -> tuple[str, str]:
-    """(kind, message) for a worker that ended with `code` (bwrap reports a signal n as 128 + n)."""
+def exit_words(code: int | None, limits: Limits, oom: bool = False) -> tuple[str, str]:
+    """(kind, message) for a worker that ended with `code` (bwrap reports a signal n as 128 + n);
+    `oom`: the notebook's cgroup saw an out-of-memory kill."""
     sig = -code if code is not None and code < 0 else (code - 128 if code is not None and code > 128 else None)
     if sig not in set(signal.Signals):
         sig = None
+    if oom:
+        return "memory limit", (f"the notebook's processes together used more than the "
+                                f"{limits.memory_bytes / 2**30:.1f} GiB memory limit, and the kernel stopped its "
+                                "Python process")
     if sig == signal.SIGXCPU:
         return "CPU time limit", (f"the notebook used more than {limits.cpu_s:.0f} s of processor time "
                                   "(an endless loop?) and was stopped")

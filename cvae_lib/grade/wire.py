@@ -14,7 +14,10 @@ which builds nothing but those types. Values that are not plain travel as tagged
     {"tag": "opaque", "type": "ndarray"}               anything else: only its type name
 
 `decode` checks every field, so a malformed frame from student code raises `WireError`; the
-grader never trusts a value beyond being data of these types.
+grader never trusts a value beyond being data of these types. Sizes are checked before any work:
+a frame is at most `MAX_FRAME` bytes, a message at most `MAX_ELEMENTS` tensor elements and
+`MAX_ITEMS` values, and every tensor must own its contiguous data (a broadcast view, stride 0
+over one number, would otherwise stand for gigabytes that the first operation materialises).
 """
 from __future__ import annotations
 
@@ -26,9 +29,12 @@ from dataclasses import asdict, is_dataclass
 
 import torch
 
-__all__ = ["WireError", "MODULES", "Opaque", "encode", "decode", "pack", "unpack", "MAX_FRAME"]
+__all__ = ["WireError", "MODULES", "Opaque", "encode", "decode", "pack", "unpack", "tensors_in", "MAX_FRAME",
+           "MAX_ELEMENTS", "MAX_ITEMS"]
 
-MAX_FRAME = 256 << 20          # bytes; a bigger reply is refused, not read into memory
+MAX_FRAME = 64 << 20           # bytes; a bigger reply is refused, not read into memory
+MAX_ELEMENTS = 1 << 24         # tensor elements in one message (64 MB of float32)
+MAX_ITEMS = 100_000            # values (tensors, numbers, list items) in one message
 HEADER = struct.Struct("!Q")
 _PLAIN = (type(None), bool, int, float, str)
 _DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
@@ -82,7 +88,8 @@ def _module_init(m: torch.nn.Module) -> dict:
 
 def encode(value, callbacks: dict[int, Callable] | None = None, depth: int = 0):
     """`value` as plain data. Callables go into `callbacks` (grader side) as {"tag": "callback"};
-    without `callbacks` (the worker) they become opaque."""
+    without `callbacks` (the worker) they, and modules, become opaque: a module travels only from
+    the grader to the worker (a student's function returns weights as a state_dict of tensors)."""
     if depth > 20:
         return {"tag": "opaque", "type": "deeply nested value"}
     if type(value) in _PLAIN:
@@ -103,7 +110,7 @@ def encode(value, callbacks: dict[int, Callable] | None = None, depth: int = 0):
                                           encode(v, callbacks, depth + 1)] for k, v in value.items()]}
     if isinstance(value, torch.Generator):
         return {"tag": "generator", "state": value.get_state()}
-    if isinstance(value, torch.nn.Module) and type(value).__name__ in MODULES:
+    if isinstance(value, torch.nn.Module) and type(value).__name__ in MODULES and callbacks is not None:
         return {"tag": "module", "kind": type(value).__name__, "init": _module_init(value),
                 "state": {k: v.detach().clone() for k, v in value.state_dict().items()},
                 "training": bool(value.training)}
@@ -111,6 +118,20 @@ def encode(value, callbacks: dict[int, Callable] | None = None, depth: int = 0):
         callbacks[id(value)] = value
         return {"tag": "callback", "id": id(value)}
     return {"tag": "opaque", "type": type(value).__name__}
+
+
+def tensors_in(value, depth: int = 0) -> list[torch.Tensor]:
+    """The tensors `encode(value)` sends, in the order it visits them (modules' weights excluded)."""
+    if depth > 20:
+        return []
+    if isinstance(value, torch.Tensor):
+        ok = value.layout == torch.strided and value.dtype in _DTYPES and not value.is_quantized
+        return [value] if ok else []
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v, depth + 1)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v, depth + 1)]
+    return []
 
 
 def _opaque(name) -> Opaque:
@@ -139,8 +160,27 @@ def build_module(kind: str, init: dict, state: dict, training: bool) -> torch.nn
     return model.train(training)
 
 
+class _Budget:
+    """What one message may still hold."""
+
+    def __init__(self):
+        self.elements, self.items = MAX_ELEMENTS, MAX_ITEMS
+
+    def take(self, elements: int = 0) -> None:
+        self.elements -= elements
+        self.items -= 1
+        if self.elements < 0 or self.items < 0:
+            raise WireError(f"a message may hold at most {MAX_ELEMENTS} tensor elements and {MAX_ITEMS} values")
+
+
+def _own_data(t: torch.Tensor) -> bool:
+    """True if `t` is exactly its own contiguous storage (no offset, no stride-0 broadcast)."""
+    return (t.is_contiguous() and t.storage_offset() == 0
+            and t.untyped_storage().nbytes() == t.numel() * t.element_size())
+
+
 def decode(value, on_tensor: Callable | None = None, on_callback: Callable | None = None,
-           on_module: Callable | None = None, depth: int = 0):
+           on_module: Callable | None = None, depth: int = 0, budget: _Budget | None = None):
     """Plain data back to values; every tag and field is checked (WireError otherwise).
 
     `on_tensor(t, grad)`, `on_callback(id)` and `on_module(kind, init, state, training)` decide
@@ -149,16 +189,22 @@ def decode(value, on_tensor: Callable | None = None, on_callback: Callable | Non
     """
     if depth > 24:
         raise WireError("value nested too deeply")
+    budget = budget or _Budget()
+    budget.take()
     if type(value) in _PLAIN:
         return value
     if not isinstance(value, dict):
         raise WireError(f"unexpected {type(value).__name__} in a message")
     tag = value.get("tag")
-    sub = lambda v: decode(v, on_tensor, on_callback, on_module, depth + 1)  # noqa: E731
+    sub = lambda v: decode(v, on_tensor, on_callback, on_module, depth + 1, budget)  # noqa: E731
     if tag == "tensor":
         t = _field(value, "value", torch.Tensor)
         if type(t) is not torch.Tensor or t.layout != torch.strided or t.dtype not in _DTYPES:
             raise WireError("only dense tensors of plain dtypes may travel")
+        budget.take(t.numel())
+        if not _own_data(t):
+            raise WireError(f"a tensor of shape {tuple(t.shape)} arrived as a view of other data (strides "
+                            f"{t.stride()}); only a tensor's own contiguous values may travel")
         grad = bool(value.get("grad", False))
         return on_tensor(t, grad) if on_tensor else t.detach()
     if tag in ("tuple", "list"):
@@ -171,7 +217,10 @@ def decode(value, on_tensor: Callable | None = None, on_callback: Callable | Non
         return {k: sub(v) for k, v in pairs}
     if tag == "generator":
         g = torch.Generator()
-        g.set_state(_field(value, "state", torch.Tensor))
+        try:
+            g.set_state(_field(value, "state", torch.Tensor))
+        except (RuntimeError, TypeError) as e:
+            raise WireError(f"not a generator state ({str(e)[:100]})") from None
         return g
     if tag == "opaque":
         return _opaque(value.get("type"))
