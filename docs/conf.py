@@ -31,7 +31,7 @@ html_theme = "sphinx_book_theme"
 html_title = "VAEs and diffusion models on CIFAR-10"
 html_last_updated_fmt = None
 html_show_sourcelink = False
-html_copy_source = False
+html_copy_source = True          # the download button offers the executed notebook
 html_theme_options = {
     "path_to_docs": "",
     "repository_branch": "main",

@@ -30,6 +30,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
+from cvae_lib import widgets  # its EXPLORERS draw a static figure where a kernel shows a widget
+
 ROOT = Path(__file__).resolve().parents[1]
 BRANCH = "main"
 CHAPTERS = "notebooks/[0-9][0-9]_*.ipynb"
@@ -38,8 +40,6 @@ IMAGES = {".png", ".jpg", ".jpeg", ".gif", ".svg"}
 WIDGET = "application/vnd.jupyter.widget-view+json"
 TRACEBACK = "Traceback (most recent call last)"
 PROGRESS = re.compile(r".*(\d+%\|.*\|.*|\d+it) \[.*(it/s|s/it)\]")   # tqdm's bar, as text
-# the functions that draw a static figure where a kernel would show a live widget (cvae_lib.widgets)
-EXPLORERS = ("latent_explorer", "interpolation_explorer", "timestep_scrubber", "class_draw")
 
 
 class SiteError(Exception):
@@ -165,7 +165,7 @@ class Pages:
             if repo_path.endswith(".md"):
                 self.queue.append(repo_path)
 
-    def link(self, page: str, target: str, image: bool) -> str:
+    def link(self, page: str, target: str) -> str:
         """`target` as written on `page` (both repository paths), for the site."""
         if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
             return target
@@ -191,7 +191,7 @@ class Pages:
         def one(m: re.Match) -> str:
             bang, label, target, title = m.groups()
             label = LINK.sub(one, label)                   # an image inside a link
-            return f"{bang}[{label}]({self.link(page, target, bool(bang))}{title or ''})"
+            return f"{bang}[{label}]({self.link(page, target)}{title or ''})"
         parts = FENCE.split(text)
         return "".join(p if i % 2 else LINK.sub(one, p) for i, p in enumerate(parts))
 
@@ -203,7 +203,7 @@ def _md_cell(text: str) -> dict:
     return {"cell_type": "markdown", "id": f"site-{next(_ids)}", "metadata": {}, "source": text}
 
 
-def _is_figure_path(out: dict, course: Path) -> bool:
+def _is_figure_path(out: dict) -> bool:
     """An execute_result that is only the path save_figure/save_table returned."""
     text = _text(out.get("data", {}).get("text/plain", "")) if out["output_type"] == "execute_result" else ""
     m = re.fullmatch(r"'(/[^']+)'", text.strip())
@@ -221,13 +221,12 @@ def chapter_page(pages: Pages, path: str, nb: dict, record: dict, course: Path) 
     colab, binder = colab_url(path), binder_url(path)
     buttons = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
                f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})")
-    when = executed_at(nb)
+    when = executed_at(nb) or datetime.fromisoformat(record["date"])    # the notebook's own record first
     seconds = record["chapters"][Path(path).name[:2]]["seconds"]
-    stamp = (f"```{{note}}\nThis page is chapter {Path(path).name[:2]} as the course run of "
-             f"{record['date']} executed it{f' on {when:%d %B %Y}' if when else ''} in the "
-             f"`{record['profile']}` profile "
-             f"(about {max(1, round(seconds / 60))} min on {record['machine']['device']}): every figure "
-             f"and number below comes from that run. To run it yourself, open it in "
+    took = "under a minute" if seconds < 60 else f"about {round(seconds / 60)} min"
+    stamp = (f"```{{note}}\nThis page is chapter {Path(path).name[:2]} as a course run executed it on "
+             f"{when:%-d %B %Y}, in the `{record['profile']}` profile ({took} on {record['machine']['device']}): "
+             f"every figure and number below comes from that run. To run it yourself, open it in "
              f"[Colab]({colab}) or on [Binder]({binder}), or run `make lab` on your machine.\n```")
     cells = []
     for i, cell in enumerate(nb["cells"]):
@@ -243,7 +242,7 @@ def chapter_page(pages: Pages, path: str, nb: dict, record: dict, course: Path) 
             continue
         outputs = []
         for out in cell.get("outputs", []):
-            if _is_figure_path(out, course) or is_progress_bar(out):
+            if _is_figure_path(out) or is_progress_bar(out):
                 continue
             out = dict(out)
             if "text" in out:
@@ -254,7 +253,7 @@ def chapter_page(pages: Pages, path: str, nb: dict, record: dict, course: Path) 
         cell["outputs"] = outputs
         cells.append(cell)
         source = _text(cell["source"])
-        if (any(re.search(rf"\b{e}\(", source) for e in EXPLORERS)
+        if (any(re.search(rf"\b{e}\(", source) for e in widgets.EXPLORERS)
                 and any("image/png" in o.get("data", {}) for o in outputs)):
             cells.append(_md_cell(f"*Above: a static view of this explorer, drawn by the same code at a "
                                   f"few settings. The live version redraws as you move its controls: "
