@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -61,8 +62,16 @@ def _sums(folder: Path) -> dict[str, str]:
     sums = folder / SUMS
     if not sums.exists():
         return {}
-    pairs = (line.split(maxsplit=1) for line in sums.read_text().splitlines() if line.strip())
-    return {name: digest for digest, name in pairs}
+    out = {}
+    for n, line in enumerate(sums.read_text().splitlines(), 1):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+            raise WeightsError(f"{sums}, line {n}, is not '<sha256>  <file name>' ({line.strip()[:80]!r}): restore "
+                               f"the file from the repository (git checkout), or fix or delete that line")
+        out[parts[1].strip()] = parts[0]
+    return out
 
 
 def export_weights(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None,

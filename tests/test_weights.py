@@ -86,3 +86,14 @@ def test_verify_shipped_names_missing_and_altered_files(tmp_path):
     assert verify_shipped(tmp_path) == {"a.safetensors": "ok", "b.safetensors": "missing",
                                         "c.safetensors": "altered"}
     assert set(verify_shipped().values()) == {"ok"}     # the course's own shipped files
+
+
+def test_a_malformed_checksum_line_names_the_file_and_line(tmp_path):
+    """A one-word line in SHA256SUMS is a WeightsError naming the file and the line, not
+    'not enough values to unpack' from every load."""
+    path = tmp_path / "ae.safetensors"
+    export_weights(Autoencoder(AEConfig(latent_dim=8, width=8)), path)
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text(sums.read_text() + "deadbeef\n")
+    with pytest.raises(WeightsError, match=r"SHA256SUMS, line 2, is not '<sha256>  <file name>'"):
+        load_weights(path, Autoencoder, AEConfig)
