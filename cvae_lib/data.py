@@ -116,7 +116,14 @@ class ImageSet:
         The `n_per_class` images are a seeded random choice, so the same seed gives the same
         subset on every machine. Order within the result: by class, then random.
         """
+        if n_per_class is not None and (isinstance(n_per_class, bool) or not isinstance(n_per_class, int)
+                                        or n_per_class < 1):
+            raise ValueError(f"n_per_class is how many images to keep of each class, at least 1 (or None for "
+                             f"all), got {n_per_class!r}")
         ids = sorted(set(self.y.tolist())) if classes is None else [self._class_id(c) for c in classes]
+        if not ids:
+            raise DataError("this set holds no images, so there is nothing to take a subset of: check the "
+                            "split or the filter that built it")
         g = torch.Generator().manual_seed(seed)
         y = self.y.cpu()
         keep = []

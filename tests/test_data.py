@@ -213,3 +213,16 @@ def test_batches_translate_keeps_labels_and_range(image_folder):
     x, y = next(s.batches(30, shuffle=False, translate=2))
     assert x.shape == (30, 3, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
     assert torch.equal(y, s.y)
+
+
+def test_subset_refuses_an_empty_set_and_a_count_below_one():
+    """An empty ImageSet is a DataError (not torch.cat's), and n_per_class=-1 is refused instead of
+    silently keeping all but one image of each class."""
+    empty = ImageSet(torch.zeros(0, 3, 32, 32, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(DataError, match="holds no images"):
+        empty.subset()
+    some = ImageSet(torch.zeros(40, 3, 32, 32, dtype=torch.uint8), torch.arange(40) % 2)
+    for bad in (-1, 0, 2.5):
+        with pytest.raises(ValueError, match="n_per_class"):
+            some.subset(n_per_class=bad)
+    assert len(some.subset(n_per_class=3)) == 6
