@@ -41,6 +41,15 @@ __all__ = ["DiffusionConfig", "Diffusion", "beta_schedule", "ddim_timesteps", "t
 Denoiser = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
+def _number_in(value, low: float, high: float) -> bool:
+    """True if `value` is a number (a float, an int, a one-element tensor) in [low, high], not NaN."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return math.isfinite(v) and low <= v <= high
+
+
 @dataclass
 class DiffusionConfig:
     T: int = 1000                  # number of diffusion steps
@@ -118,6 +127,9 @@ class Diffusion(nn.Module):
     def __init__(self, cfg: DiffusionConfig | None = None):
         super().__init__()
         cfg = cfg or DiffusionConfig()
+        if isinstance(cfg.T, bool) or not isinstance(cfg.T, int) or cfg.T < 1:
+            raise ValueError(f"T is the number of diffusion steps, a whole number of at least 1 (the course uses "
+                             f"1000), got {cfg.T!r}")
         if cfg.variance not in ("beta_tilde", "beta"):
             raise ValueError(f"variance must be 'beta_tilde' or 'beta', got {cfg.variance!r}")
         if cfg.data not in ("image", "latent"):
@@ -226,6 +238,9 @@ class Diffusion(nn.Module):
         (1 + w) eps_cond - w eps_uncond), and equals diffusers' guidance_scale. Both predictions
         come from one forward pass of a doubled batch.
         """
+        if not _number_in(guidance, 0, math.inf):
+            raise ValueError(f"guidance is the weight w >= 0 of classifier-free guidance (0: unconditional, 1: "
+                             f"the plain conditional model, above 1: stronger), got {guidance!r}")
         if y is not None:
             self.check_denoiser(model)
         if y is None or guidance == 1.0:
@@ -278,6 +293,9 @@ class Diffusion(nn.Module):
         lists; on the "linspace" list (T=1000, 10 steps: 999, 888, ...) it goes 999 -> 899 and
         then asks the model about 888. Where the gaps are even the two trajectories coincide.
         """
+        if not _number_in(eta, 0, 1):
+            raise ValueError(f"eta sets the DDIM step's noise, from 0 (deterministic DDIM) to 1 (DDPM's variance); "
+                             f"got {eta!r}")
         tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
         ab = _at(self.alpha_bar, tt)
         ab_prev = _at(self.alpha_bar, torch.full_like(tt, t_prev)) if t_prev >= 0 else torch.ones_like(ab)

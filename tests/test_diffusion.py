@@ -400,3 +400,20 @@ def test_heldout_loss_is_seeded_and_equals_the_written_out_loss():
     assert a == pytest.approx(expected, rel=1e-5)
     zero = d.heldout_loss(lambda xt, t, y: eps * 0 + 0 * xt, x, y, seed=3)
     assert zero == pytest.approx(float((eps ** 2).mean()), rel=1e-6)
+
+
+def test_settings_out_of_range_are_refused_by_name():
+    """T = 0, a negative or NaN guidance weight and an eta outside [0, 1] each raise a ValueError
+    that names the setting, instead of ZeroDivisionError or a silently wrong sample."""
+    with pytest.raises(ValueError, match="T is the number of diffusion steps"):
+        Diffusion(DiffusionConfig(T=0))
+    d = Diffusion(DiffusionConfig(T=100, null_label=10))
+    x, t, y = torch.zeros(2, 3, 4, 4), torch.tensor([5, 5]), torch.tensor([1, 2])
+    model = lambda xt, tt, yy: torch.zeros_like(xt)  # noqa: E731
+    for w in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="guidance is the weight"):
+            d.guided_eps(model, x, t, y, w)
+    for eta in (-0.5, 2.0, float("nan")):
+        with pytest.raises(ValueError, match="eta sets the DDIM step's noise"):
+            d.ddim_step(torch.zeros_like(x), 5, 3, x, eta=eta)
+    assert d.guided_eps(model, x, t, y, torch.tensor(2.0)).shape == x.shape   # a 0-d tensor weight still works
