@@ -45,6 +45,7 @@ from .checkpoint import (
     training_state,
 )
 from .data import ImageSet, TensorSet, fingerprint
+from .files import WriteError
 from .runtime import (
     autocast,
     distributed,
@@ -247,10 +248,15 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, cfg: Trai
     warm-up reads it); evaluation calls it without one.
     """
     cfg = cfg or TrainConfig()
+    for name, d in (("data", data), ("val", val)):
+        if d is not None and len(d) == 0:
+            raise ValueError(f"fit's {name} set holds no images: check the split or the subset that built it")
     run = _Run.start(model, loss_fn, data, cfg, ema, device, checkpoint)
     if run.finished:
         model.eval()
         return run.history
+    if run.path is not None:
+        _check_writable(run.path)
     from tqdm.auto import tqdm
 
     epochs = tqdm(range(run.epoch, cfg.epochs), desc="epochs", initial=run.epoch, total=cfg.epochs,
@@ -271,6 +277,17 @@ def fit(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, cfg: Trai
     epochs.close()
     model.eval()
     return run.history
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before training, not after the first epoch, when the checkpoint cannot be written."""
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise WriteError(path, e) from e
 
 
 @dataclass

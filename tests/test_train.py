@@ -263,3 +263,24 @@ def test_a_run_killed_again_and_again_resumes_to_the_uninterrupted_weights(tmp_p
     assert all(torch.equal(part["weights"][k], v) for k, v in whole["weights"].items())
     assert kills > 0 and not list(tmp_path.glob(".p.pt.*.tmp"))          # stale temp files were swept
     assert [r["train_loss"] for r in part["rows"]] == [r["train_loss"] for r in whole["rows"]]
+
+
+def test_an_unwritable_checkpoint_fails_before_training(monkeypatch):
+    """A checkpoint that cannot be written is a WriteError before the first step, not a raw
+    OSError after a whole epoch (/proc refuses new files, for root too)."""
+    from cvae_lib.files import WriteError
+    from cvae_lib.train import _Run
+
+    data = ImageSet(torch.zeros(32, 3, 32, 32, dtype=torch.uint8), torch.arange(32) % 10)
+    monkeypatch.setattr(_Run, "train_epoch", lambda *a, **k: pytest.fail("trained before checking the checkpoint"))
+    with pytest.raises(WriteError, match="could not write"):
+        fit(Autoencoder(CFG), ae_loss, data, tcfg(epochs=1), checkpoint="/proc/cvae-no-such-dir/run.pt", device="cpu")
+
+
+def test_an_empty_set_is_refused_by_name():
+    data = ImageSet(torch.zeros(32, 3, 32, 32, dtype=torch.uint8), torch.arange(32) % 10)
+    empty = ImageSet(torch.zeros(0, 3, 32, 32, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="data set holds no images"):
+        fit(Autoencoder(CFG), ae_loss, empty, tcfg(epochs=1), device="cpu")
+    with pytest.raises(ValueError, match="val set holds no images"):
+        fit(Autoencoder(CFG), ae_loss, data, tcfg(epochs=1), val=empty, device="cpu")
