@@ -27,9 +27,22 @@ __all__ = ["pick_device", "seed_everything", "cpu_has_amx", "amp_dtype", "grad_s
 
 def pick_device(prefer: str | None = None) -> torch.device:
     """The best available device: `prefer` (or env `CVAE_DEVICE`), else cuda, then mps, then cpu."""
+    source = "pick_device's argument" if prefer else "the environment variable CVAE_DEVICE"
     prefer = prefer or settings.current().device
     if prefer:
-        return torch.device(prefer)
+        try:
+            device = torch.device(prefer)
+        except RuntimeError as e:
+            raise RuntimeError(f"device {prefer!r} from {source} is not a device name ({e}); use cpu, cuda, "
+                               f"cuda:1 or mps") from None
+        count = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                 "mps": int(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())}
+        if device.type in count and (device.index or 0) >= count[device.type]:
+            raise RuntimeError(f"device {prefer!r} from {source} is not available on this machine (it has "
+                               f"{count[device.type]} {device.type} device(s)): "
+                               + ("unset CVAE_DEVICE or set it to cpu" if source.startswith("the environment")
+                                  else "pick another device, or leave it out to choose automatically"))
+        return device
     if torch.cuda.is_available():          # under torchrun, each process its own GPU
         local = os.environ.get("LOCAL_RANK")
         return torch.device("cuda", int(local)) if local is not None else torch.device("cuda")

@@ -71,3 +71,15 @@ def test_atomic_write_removes_what_a_killed_writer_left(tmp_path):
     with atomic_write(tmp_path / "run.pt") as tmp:
         tmp.write_bytes(b"whole")
     assert not stale.exists() and (tmp_path / "run.pt").read_bytes() == b"whole"
+
+
+def test_an_unavailable_cvae_device_names_the_variable(monkeypatch):
+    """CVAE_DEVICE=cuda on a machine without it says which variable to change, not torch's
+    'Found no NVIDIA driver'."""
+    from cvae_lib import runtime
+    monkeypatch.setenv("CVAE_DEVICE", "cuda:7")
+    with pytest.raises(RuntimeError, match="CVAE_DEVICE"):
+        runtime.pick_device()
+    monkeypatch.setenv("CVAE_DEVICE", "gpu")
+    with pytest.raises(RuntimeError, match="not a device name"):
+        runtime.pick_device()
