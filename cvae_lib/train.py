@@ -212,7 +212,7 @@ def evaluate(model: nn.Module, loss_fn: LossFn, data: ImageSet | TensorSet, batc
     losses (a VAE's sampled z, a diffusion model's random t) give the same number every call.
     """
     device = next(model.parameters()).device
-    rng = torch.getrng_state()
+    rng = torch.get_rng_state()
     torch.manual_seed(seed)
     totals: dict[str, float] = {}
     n = 0
