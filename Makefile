@@ -4,6 +4,7 @@
 #   make test-widgets7  the widget tests again with Colab's ipywidgets 7.7.1 (.venv-widgets7)
 #   make test-browser  JupyterLab in headless Chromium: chapters 02 and 04 run, their sliders redraw
 #   make lab      open JupyterLab on the course
+#   make results  rewrite the measured numbers in README.md and docs/ from their results files
 #   make site     the course as a website from the last `make course` run (build/site/html; docs/site.md)
 #   make site-serve  read it at http://127.0.0.1:8000;  make test-site  check it in headless Chromium
 #   make site-linkcheck  check the site's external links (needs the internet; never blocks CI)
@@ -18,9 +19,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 # Data: $CVAE_DATA_DIR if set; else the offline archive next to the repo (../shared), extracted
-# once; else nothing, and the notebooks download CIFAR-10 with torchvision.
+# once into the cache ($CVAE_CACHE_DIR, as .ci/run sets it, or ~/.cache/cvae_lib); else nothing,
+# and the notebooks download CIFAR-10 with torchvision. The one place the archive is extracted.
 ARCHIVE  ?= $(abspath ../shared/data/cifar10-jpeg.tar.gz)
-DATA_DIR ?= $(HOME)/.cache/cvae_lib/cifar10-jpeg
+DATA_DIR ?= $(or $(CVAE_CACHE_DIR),$(HOME)/.cache/cvae_lib)/cifar10-jpeg
 ifeq ($(CVAE_DATA_DIR),)
 ifneq ($(wildcard $(ARCHIVE)),)
 export CVAE_DATA_DIR := $(DATA_DIR)
@@ -51,7 +53,7 @@ $(error $(VENV) holds torch from '$(shell cat $(STAMP))', not '$(TORCH_INDEX)': 
 endif
 endif
 
-.PHONY: course test test-widgets7 test-browser lab notebooks lock check-lock env data clean
+.PHONY: course test test-widgets7 test-browser lab notebooks lock check-lock env data clean results
 .PHONY: site site-serve site-linkcheck test-site
 
 env: $(STAMP)
@@ -68,12 +70,12 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	mv $(VENV)/.torch-index $@
 
 # The tests also run the benchmarks' peers (denoising-diffusion-pytorch, diffusers) for a few
-# steps, and nbgrader (requirements-test.txt); the course needs neither, so only `make test`
+# steps, and nbgrader (all in requirements-test.txt); the course needs neither, so only `make test`
 # installs them.
 TEST_STAMP := $(VENV)/.test-stamp
 
-$(TEST_STAMP): $(STAMP) benchmarks/requirements.txt requirements-test.txt
-	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt -r requirements-test.txt
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	$(BIN)/python tools/check_env.py
 	touch $@
 
@@ -143,6 +145,12 @@ $(DATA_DIR)/.extracted: $(ARCHIVE)
 
 course: env data
 	$(BIN)/python tools/run_course.py
+
+# The marked results regions of README.md, docs/*.md, benchmarks/README.md and checkpoints/README.md,
+# rendered from the results files (tools/write_results.py; tests/test_results.py fails when one is stale).
+# After a measured course run: python tools/write_results.py --take build/run-times.json --as cpu-1
+results: env
+	$(BIN)/python tools/write_results.py
 
 test: env $(TEST_STAMP) data
 	$(BIN)/ruff check .

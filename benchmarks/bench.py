@@ -18,7 +18,7 @@ is against a peak they cannot reach), and for CPUs an estimate, cores x base clo
 cycle (32 with AVX2 FMA, 64 with AVX-512), stated as such; --peak-tflops overrides it. On a
 GPU the course's U-Nets are also timed under torch.compile.
 Writes benchmarks/results/<device>.json and .md. Needs the extra packages in
-benchmarks/requirements.txt; CI does not run it.
+requirements-test.txt (the peers); CI does not run it.
 """
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from peers import DiffusersEps, diffusers_sample, diffusers_unet, lucidrains, lucidrains_ddim
 
-from cvae_lib.data import from_unit
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
 from cvae_lib.models.unet import UNet, UNetConfig
 from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
@@ -158,41 +157,15 @@ def ours_unet(cfg: UNetConfig):
 
 
 def peer_lucidrains(dim: int, mults: tuple[int, ...]):
-    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
-
-    unet = Unet(dim=dim, dim_mults=mults, flash_attn=False)
-    wrapper = GaussianDiffusion(unet, image_size=32, timesteps=1000, objective="pred_noise",
-                                beta_schedule="linear")
-    return unet, wrapper
+    """denoising-diffusion-pytorch with our objective and schedule (epsilon, linear, T = 1000): speed only."""
+    return lucidrains(dim, mults, timesteps=1000, objective="pred_noise", beta_schedule="linear")
 
 
 def peer_diffusers(channels: tuple[int, ...], layers: int):
-    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+    from diffusers import DDIMScheduler, DDPMScheduler
 
-    down = tuple("AttnDownBlock2D" if i == 1 else "DownBlock2D" for i in range(len(channels)))
-    up = tuple("AttnUpBlock2D" if i == len(channels) - 2 else "UpBlock2D" for i in range(len(channels)))
-    unet = UNet2DModel(sample_size=32, block_out_channels=channels, layers_per_block=layers,
-                       down_block_types=down, up_block_types=up, norm_num_groups=min(32, channels[0] // 4))
-    return unet, DDPMScheduler(num_train_timesteps=1000), DDIMScheduler(num_train_timesteps=1000)
-
-
-def diffusers_loss(scheduler):
-    def loss(model, x, y):
-        x0 = from_unit(x)
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, 1000, (len(x0),), device=x0.device)
-        return F.mse_loss(model(scheduler.add_noise(x0, noise, t), t).sample.float(), noise)
-    return loss
-
-
-def diffusers_sample(unet, scheduler, steps, device):
-    def sample(n):
-        scheduler.set_timesteps(steps)
-        x = torch.randn(n, 3, 32, 32, device=device)
-        for t in scheduler.timesteps:
-            x = scheduler.step(unet(x, t).sample, t, x).prev_sample
-        return x
-    return sample
+    return diffusers_unet(channels, layers), DDPMScheduler(num_train_timesteps=1000), \
+        DDIMScheduler(num_train_timesteps=1000)
 
 
 def run(args) -> dict:
@@ -240,8 +213,10 @@ def run(args) -> dict:
                                      channels_last=False), "params_M": n_params(unet) / 1e6})
         chans = tuple(cfg.width * m for m in cfg.width_mult)
         unet_d, ddpm_s, _ = peer_diffusers(chans, cfg.num_res_blocks)
-        record(R, f"diffusers {label}", lambda: time_train(unet_d, diffusers_loss(ddpm_s), b, device, warm, iters,
-                                                           amp=args.peer_amp, channels_last=False))
+        record(R, f"diffusers {label}", lambda: {**time_train(DiffusersEps(unet_d, ddpm_s), lambda m, x, y: m(x), b,
+                                                              device, warm, iters, amp=args.peer_amp,
+                                                              channels_last=False),
+                                                 "params_M": n_params(unet_d) / 1e6})
         for k in (f"denoising-diffusion-pytorch {label}", f"diffusers {label}"):
             if "images_per_s" in R.get(k, {}) and "images_per_s" in R.get(f"ours U-Net {label}", {}):
                 R[k]["ours_over_peer"] = R[f"ours U-Net {label}"]["images_per_s"] / R[k]["images_per_s"]
@@ -267,12 +242,12 @@ def run(args) -> dict:
     record(S, "denoising-diffusion-pytorch DDPM-1000", lambda: time_sample(
         lambda n: wrapper.p_sample_loop((n, 3, 32, 32)), n_ddpm, device, amp=args.peer_amp))
     record(S, "denoising-diffusion-pytorch DDIM-50", lambda: time_sample(
-        lambda n: _lucidrains_ddim(wrapper, n), n_ddim, device, amp=args.peer_amp))
+        lambda n: lucidrains_ddim(wrapper, n), n_ddim, device, amp=args.peer_amp))
     unet_d, ddpm_s, ddim_s = peer_diffusers(tuple(small.width * m for m in small.width_mult), small.num_res_blocks)
     unet_d.to(device).eval()
-    record(S, "diffusers DDPM-1000", lambda: time_sample(diffusers_sample(unet_d, ddpm_s, 1000, device),
+    record(S, "diffusers DDPM-1000", lambda: time_sample(lambda n: diffusers_sample(unet_d, ddpm_s, n, 1000, device),
                                                         n_ddpm, device, amp=args.peer_amp))
-    record(S, "diffusers DDIM-50", lambda: time_sample(diffusers_sample(unet_d, ddim_s, 50, device),
+    record(S, "diffusers DDIM-50", lambda: time_sample(lambda n: diffusers_sample(unet_d, ddim_s, n, 50, device),
                                                       n_ddim, device, amp=args.peer_amp))
     for kind in ("DDPM-1000", "DDIM-50"):
         for peer in ("denoising-diffusion-pytorch", "diffusers"):
@@ -280,15 +255,6 @@ def run(args) -> dict:
             if "images_per_s" in a and "images_per_s" in b:
                 b["ours_over_peer"] = a["images_per_s"] / b["images_per_s"]
     return results
-
-
-def _lucidrains_ddim(wrapper, n):
-    wrapper.sampling_timesteps = 50
-    wrapper.is_ddim_sampling = True
-    try:
-        return wrapper.ddim_sample((n, 3, 32, 32))
-    finally:
-        wrapper.sampling_timesteps, wrapper.is_ddim_sampling = 1000, False
 
 
 def markdown(results: dict) -> str:

@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue #6, for a session lent the H100 (30 device-minutes, 10 per call).
+# The GPU measurements (benchmarks/README.md, "On a GPU"): one step per call on a machine with a GPU.
 #
-# Here, once per session (needs the package registry, not the GPU):
+# On a machine with the package index, once (the GPU machine may have no internet):
 #   mkdir -p build && cp ../shared/data/cifar10-jpeg.tar.gz build/
-#   echo /.whl/ >> .git/info/exclude
+#   awk '/^# the benchmarks. peers/{on=1; next} /^$/{on=0} on && !/^#/' requirements-test.txt > build/peers.txt
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux2014_x86_64 -d .whl -r benchmarks/requirements.txt
-# Then one device call per step, carrying ["build/cifar10-jpeg.tar.gz", ".whl"]:
-#   bash benchmarks/gpu_session.sh bench   # ~5 min: throughput, MFU, memory; peers fp32 and bf16
-#   bash benchmarks/gpu_session.sh vae     # 8 training minutes: improved VAE bits/dim vs minutes
-#   bash benchmarks/gpu_session.sh ddpm    # 7 training minutes: judge FD vs minutes, 2,000 samples
-# Results land in $OUT (the device tool brings them back) and in benchmarks/results/.
-# The device machine has torch, torchvision, safetensors, tqdm and matplotlib but not the
-# peers, and no internet: the wheels and the data travel with the call.
+#       --platform manylinux2014_x86_64 -d .whl -r build/peers.txt
+# Then on the GPU machine, with build/cifar10-jpeg.tar.gz and .whl/ beside the clone:
+#   bash benchmarks/gpu_session.sh bench   # throughput, MFU, memory; the peers in fp32 and in bf16
+#   bash benchmarks/gpu_session.sh vae     # the improved VAE's test bits/dim against training minutes
+#   bash benchmarks/gpu_session.sh ddpm    # the DDPM's judge FD against training minutes
+# Results land in $OUT if set, else benchmarks/results/. The machine needs torch, torchvision,
+# safetensors, tqdm and matplotlib; the peers come from .whl/.
 set -euo pipefail
 step=${1:?"usage: gpu_session.sh bench|vae|ddpm"}
 cd "$(dirname "$0")/.."

@@ -63,34 +63,30 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from peers import TRAINING, DiffusersEps, diffusers_sample, diffusers_unet, lucidrains
 
-from cvae_lib.data import cache_dir, from_unit, load_cifar10, to_unit
-from cvae_lib.diffusion import Diffusion, DiffusionConfig
+from cvae_lib.data import load_cifar10
+from cvae_lib.diffusion import Diffusion
 from cvae_lib.flow import FlowConfig, FlowMatching
 from cvae_lib.latent import LatentDiffusion, encode_set
 from cvae_lib.metrics import judge_scores
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
-from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
+from cvae_lib.models.cvae import CVAE, cvae_loss
 from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
-from cvae_lib.models.unet import UNet, UNetConfig
+from cvae_lib.models.unet import UNet
 from cvae_lib.profiles import get_profile
+from cvae_lib.recipes import open_ended
 from cvae_lib.runtime import describe, pick_device, seed_everything
-from cvae_lib.train import EMA, TrainConfig, evaluate, fit, infer
+from cvae_lib.settings import cache_dir
+from cvae_lib.train import EMA, evaluate, fit, infer
 from cvae_lib.weights import load_weights, read_metadata, shipped
 
 OUT = Path(__file__).resolve().parent / "results"
 MODELS = ("vae", "ddpm", "ldm", "lfm", "peer-ddpm-pytorch", "peer-diffusers")
-
-
-def improved_vae(width: int, kl_warmup_steps: int) -> CVAEConfig:
-    """Chapter 03's CVAE "improved for bits/dim"."""
-    return CVAEConfig(width=width, residual=True, spatial=True, n_stages=2, latent_dim=8,
-                      likelihood="logistic_mixture", n_mix=5, condition_encoder=True,
-                      kl_warmup_steps=kl_warmup_steps)
 
 
 def setup(args, device):
@@ -104,9 +100,9 @@ def setup(args, device):
         train = load_cifar10("train").subset()       # class-sorted, as the measured runs had it
         test = load_cifar10("test").subset(None, n_per_class=args.test_per_class, seed=0)
         batch = args.batch_size or (128 if gpu else 32)
-        model = CVAE(improved_vae(P.cvae.width, kl_warmup_steps=1000))
-        cfg = TrainConfig(epochs=10**6, batch_size=batch, lr=2e-3, warmup_steps=100, hflip=True,
-                          grad_clip=100.0, max_steps=args.eval_steps, compile=args.compile, progress=False)
+        run = open_ended("cvae_improved_bpd", P, steps_per_epoch=args.eval_steps, batch_size=batch,
+                         compile=args.compile)
+        model, cfg = CVAE(run.model), run.train
 
         def score():
             return {"test_bpd": evaluate(model, cvae_loss, test, batch_size=500)["bpd"], "n_test": len(test)}
@@ -137,12 +133,11 @@ def _scores(judge, x, y_gen, feats_test, conditional: bool) -> dict:
 
 def _ddpm(args, device, P):
     classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
-    diffusion = Diffusion(DiffusionConfig.course(P.diffusion.T)).to(device)
-    model = UNet(UNetConfig.course(P.ddpm.width))
+    run = open_ended("ddpm", P, steps_per_epoch=args.eval_steps, batch_size=args.batch_size, compile=args.compile)
+    diffusion = Diffusion(run.process).to(device)
+    model = UNet(run.model)
     ema = EMA(model, decay=args.ema_decay)
-    batch = args.batch_size or P.ddpm.batch_size
-    cfg = TrainConfig(epochs=10**6, batch_size=batch, lr=2e-3, warmup_steps=100, grad_clip=1.0, hflip=True,
-                      max_steps=args.eval_steps, compile=args.compile, progress=False)
+    cfg = run.train
 
     def score():
         net = ema.model.eval()
@@ -163,14 +158,15 @@ def _latent(args, device, P, objective: str):
     first_file = Path(args.first_stage) if args.first_stage else shipped("ldm_first_stage")
     first = load_weights(first_file, FirstStage, FirstStageConfig).to(device).requires_grad_(False)
     latents = encode_set(first, train, mirror=True)
+    run = open_ended("ldm_prior", P, steps_per_epoch=args.eval_steps, batch_size=args.batch_size,
+                     compile=args.compile)                    # chapter 06's prior, on this first stage's latents
     if objective == "flow":
         process = FlowMatching(FlowConfig.course(data="latent"))
     else:
-        process = Diffusion(DiffusionConfig.course(P.latent.T, data="latent")).to(device)
-    model = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=P.ldm.width))
+        process = Diffusion(run.process).to(device)
+    model = UNet(replace(run.model, in_channels=first.cfg.latent_channels))
     ema = EMA(model, decay=args.ema_decay)
-    cfg = TrainConfig(epochs=10**6, batch_size=args.batch_size or P.ldm.batch_size, lr=1e-3, warmup_steps=100,
-                      grad_clip=1.0, max_steps=args.eval_steps, compile=args.compile, progress=False)
+    cfg = run.train
 
     def sample(nfe: int, solver: str = "euler", n: int | None = None):
         ldm = LatentDiffusion(first, ema.model.eval(), process)
@@ -217,14 +213,10 @@ def _lfm(args, device, P):
 
 
 def _peer_ddpm_pytorch(args, device, P):
-    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
-
     classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
-    model = GaussianDiffusion(Unet(dim=12, dim_mults=(1, 2, 2), flash_attn=False), image_size=32,
-                              sampling_timesteps=50)                  # its defaults otherwise
-    ema = EMA(model, decay=0.995)
-    cfg = TrainConfig(epochs=10**6, batch_size=args.batch_size or 16, lr=1e-4, betas=(0.9, 0.99), grad_clip=1.0,
-                      hflip=True, max_steps=args.eval_steps, compile=args.compile, progress=False)
+    _, model = lucidrains(12, (1, 2, 2), sampling_timesteps=50)        # its defaults otherwise
+    cfg, decay = _peer_training("denoising-diffusion-pytorch", args)
+    ema = EMA(model, decay=decay)
 
     def score():
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -236,47 +228,28 @@ def _peer_ddpm_pytorch(args, device, P):
         "classes": classes}
 
 
-class _DiffusersEps(torch.nn.Module):
-    """diffusers' UNet2DModel as eps(x_t, t) for `fit`: the noise and timesteps of their example."""
-
-    def __init__(self, unet, scheduler):
-        super().__init__()
-        self.unet, self.scheduler = unet, scheduler
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = from_unit(x)                                             # [0, 1] -> [-1, 1]
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(x0),), device=x0.device)
-        return torch.nn.functional.mse_loss(self.unet(self.scheduler.add_noise(x0, noise, t), t).sample.float(), noise)
+def _peer_training(peer: str, args):
+    """The peer's own TrainConfig (peers.TRAINING), open-ended as every curve here, and its EMA decay."""
+    cfg, decay = TRAINING[peer]
+    return replace(cfg, epochs=10**6, batch_size=args.batch_size or cfg.batch_size, max_steps=args.eval_steps,
+                   compile=args.compile, progress=False), decay
 
 
 def _peer_diffusers(args, device, P):
-    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+    from diffusers import DDIMScheduler, DDPMScheduler
 
     classes, train, test, judge, feats_test, y_gen = _judged(args, device, P)
-    ch = (16, 32, 32)
-    unet = UNet2DModel(sample_size=32, block_out_channels=ch, layers_per_block=1,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4)
-    model = _DiffusersEps(unet, DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear"))
-    ema = EMA(model, decay=0.9999)
-    cfg = TrainConfig(epochs=10**6, batch_size=args.batch_size or 16, lr=1e-4, optimizer="adamw", betas=(0.95, 0.999),
-                      weight_decay=1e-6, warmup_steps=500, hflip=True, max_steps=args.eval_steps,
-                      compile=args.compile, progress=False)
+    model = DiffusersEps(diffusers_unet((16, 32, 32), layers=1), DDPMScheduler(num_train_timesteps=1000,
+                                                                                beta_schedule="linear"))
+    cfg, decay = _peer_training("diffusers", args)
+    ema = EMA(model, decay=decay)
 
     def score():
-        net = ema.model.eval().unet
         sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear")
-        sched.set_timesteps(50)
         g = torch.Generator(device).manual_seed(0)
-        out = []
-        with torch.no_grad():
-            for yb in y_gen.split(500):
-                x = torch.randn(len(yb), 3, 32, 32, generator=g, device=device)
-                for t in sched.timesteps:
-                    x = sched.step(net(x, t).sample, t, x).prev_sample
-                out.append(to_unit(x).float().cpu())
-        return {**_scores(judge, torch.cat(out), y_gen, feats_test, False), "n_test": len(test)}
+        x = torch.cat([diffusers_sample(ema.model.eval().unet, sched, len(yb), 50, device, g).float().cpu()
+                       for yb in y_gen.split(500)])
+        return {**_scores(judge, x, y_gen, feats_test, False), "n_test": len(test)}
     return model, (lambda m, x, y: m(x)), train, cfg, ema, score, {
         "peer": "diffusers UNet2DModel + DDPMScheduler, train_unconditional.py recipe", "classes": classes}
 

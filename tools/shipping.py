@@ -4,10 +4,11 @@ Every script also runs under torchrun (`torchrun --nproc_per_node 8 tools/train_
 `start` joins the process group, `fit` trains with DistributedDataParallel on the global batch
 `--batch-size`, and only rank 0 writes checkpoints and the shipped file.
 
-Each script (train_classifier.py, train_ddpm.py, train_cvae.py, train_vae.py) trains through
-`load_or_train`, so an interrupted run resumes and a finished run is only exported again, and
-records in the file's metadata a metric on a fixed test subset (`check`) that
-tests/test_shipped.py repeats.
+Each script (train_classifier.py, train_ddpm.py, train_cvae.py, train_vae.py, train_study.py,
+train_latent_diffusion.py) trains the recipe of its file in cvae_lib.recipes (`shipped_recipe`),
+whose numbers are the defaults of its options; it trains through `load_or_train`, so an
+interrupted run resumes and a finished run is only exported again, and records in the file's
+metadata a metric on a fixed test subset (`check`) that tests/test_shipped.py repeats.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 from cvae_lib.data import CLASSES, ImageSet, load_cifar10
+from cvae_lib.recipes import Run
 from cvae_lib.runtime import distributed, init_distributed, pick_device, seed_everything
 from cvae_lib.train import History, evaluate
 from cvae_lib.weights import CHECKPOINTS, export_weights
@@ -39,6 +41,32 @@ def parser(doc: str, *, epochs: int, batch_size: int, name: str,
     p.add_argument("--name", default=name, help="file name stem of the shipped weights")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     return p
+
+
+def recipe_parser(doc: str, run: Run, *, classes: bool = False, width: bool = True) -> argparse.ArgumentParser:
+    """`parser` with `run`'s numbers as the defaults (epochs, batch size, file name; its classes
+    with `classes`), and --width (the model's) with `width`."""
+    p = parser(doc, epochs=run.train.epochs, batch_size=run.train.batch_size, name=run.checkpoint,
+               classes=list(run.data.classes or CLASSES) if classes else None)
+    if width:
+        p.add_argument("--width", type=int, default=run.size.width, help=f"default: {run.size.width}")
+    return p
+
+
+def recipe_changes(args) -> dict:
+    """What the common options change in a recipe (cvae_lib.recipes.shipped_recipe's keywords)."""
+    changes = {"epochs": args.epochs, "batch_size": args.batch_size, "max_steps": args.max_steps,
+               "per_class": args.train_per_class, "width": getattr(args, "width", None)}
+    if getattr(args, "classes", None) is not None:
+        changes["classes"] = tuple(args.classes)
+    return changes
+
+
+def recipe_splits(run: Run) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """(train, validation, test) of `run`: its images (cvae_lib.recipes.Data) and the test images
+    of its classes."""
+    train, val = run.data.select(load_cifar10("train"))
+    return train, val, load_cifar10("test").subset(list(run.data.classes) if run.data.classes else None)
 
 
 def start(args) -> torch.device:
@@ -116,8 +144,7 @@ def ship_bpd(model: torch.nn.Module, loss_fn, args, history: History, train: Ima
              classes: list[str] | None, extra=None, float16: bool = False) -> None:
     """Export a VAE-type model with its test bits/dim, the bits/dim on the check subset and the
     metrics `extra(model) -> dict` adds. float16: store it rounded to float16, with the rounded
-    model's metrics (the float32 bits/dim kept as float32_test_bpd and float32_check_bpd, as
-    tools/store_float16.py records them)."""
+    model's metrics (the float32 bits/dim kept as float32_test_bpd and float32_check_bpd)."""
     model.eval()
 
     def bpd(data):
@@ -134,5 +161,5 @@ def ship_bpd(model: torch.nn.Module, loss_fn, args, history: History, train: Ima
          dtype=torch.float16 if float16 else None)
 
 
-__all__ = ["CLASSES", "CHECK_PER_CLASS", "ROOT", "parser", "start", "class_splits", "check_subset",
-           "judge_metrics", "round_to_float16", "ship", "ship_bpd"]
+__all__ = ["CLASSES", "CHECK_PER_CLASS", "ROOT", "parser", "recipe_parser", "recipe_changes", "recipe_splits",
+           "start", "class_splits", "check_subset", "judge_metrics", "round_to_float16", "ship", "ship_bpd"]

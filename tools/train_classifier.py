@@ -1,35 +1,36 @@
 """Train the in-domain CIFAR-10 classifier and ship it (checkpoints/classifier.safetensors).
 
-    python tools/train_classifier.py --epochs 10 --threads 1   # 2 CPU cores: about 1 hour
+    python tools/train_classifier.py --threads 1   # 2 CPU cores: about 1 hour
     python tools/train_classifier.py --epochs 1 --max-steps 2 --out /tmp/c   # a smoke run
 
-Trains on the training split with flips and 2-pixel shifts (AdamW, cosine learning rate,
-label smoothing), keeps 100 images per class for validation (early stopping), and measures
-the test accuracy on the full test split once, at the end; that number is stored in the
-file's metadata (and checked by the tests on a subset) so chapter 05 can quote it.
+The recipe is `shipped_recipe("classifier")` in cvae_lib/recipes.py: the training split with
+flips and 2-pixel shifts (AdamW, cosine learning rate, label smoothing), 100 images per class
+kept for validation (early stopping). The test accuracy is measured on the full test split once,
+at the end; that number is stored in the file's metadata (and checked by the tests on a subset)
+so chapter 05 can quote it.
 """
 from __future__ import annotations
 
-from shipping import CHECK_PER_CLASS, check_subset, class_splits, parser, ship, start
+from shipping import CHECK_PER_CLASS, check_subset, recipe_changes, recipe_parser, recipe_splits, ship, start
 
-from cvae_lib.models.classifier import Classifier, ClassifierConfig, classifier_loss
-from cvae_lib.train import TrainConfig, infer, load_or_train
+from cvae_lib.models.classifier import Classifier, classifier_loss
+from cvae_lib.recipes import shipped_recipe
+from cvae_lib.train import infer, load_or_train
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__, epochs=10, batch_size=256, name="classifier")
-    p.add_argument("--lr", type=float, default=2e-3)
+    base = shipped_recipe("classifier")
+    p = recipe_parser(__doc__, base, width=False)
+    p.add_argument("--lr", type=float, default=base.train.lr)
     p.add_argument("--test-per-class", type=int, default=None, help="test subset (default: all 1,000)")
     args = p.parse_args(argv)
     device = start(args)
-    train, val, test = class_splits(None, args.train_per_class)
+    run = shipped_recipe("classifier", **recipe_changes(args), lr=args.lr)
+    train, val, test = recipe_splits(run)
     test = test.subset(n_per_class=args.test_per_class)
-    model = Classifier(ClassifierConfig())
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer="adamw",
-                      weight_decay=0.05, hflip=True, translate=2, warmup_steps=200, schedule="cosine",
-                      max_steps=args.max_steps, early_stopping=3)
+    model = Classifier(run.model)
     # trains, resumes an interrupted run, or (run finished) just loads it and exports it again
-    history = load_or_train(model, classifier_loss, train, cfg, args.out / f"{args.name}-run.pt", val=val,
+    history = load_or_train(model, classifier_loss, train, run.train, args.out / f"{args.name}-run.pt", val=val,
                             device=device)
     model.eval()
 

@@ -19,9 +19,11 @@
    the rounded weights. The guidance weight recorded as the default is the one whose samples
    come closest (judge FD) to *training* images; the test split is only reported.
 
-Every run goes through `load_or_train`, so an interrupted stage resumes and a finished one is
-only exported again. The metadata records what chapter 05's protocol measures and a check on a
-fixed test subset that tests/test_shipped.py repeats.
+The recipes are `shipped_recipe("ldm_first_stage")` and `shipped_recipe("ldm_prior")` in
+cvae_lib/recipes.py; their numbers are the options' defaults. Every run goes through
+`load_or_train`, so an interrupted stage resumes and a finished one is only exported again.
+The metadata records what chapter 05's protocol measures and a check on a fixed test subset
+that tests/test_shipped.py repeats.
 """
 from __future__ import annotations
 
@@ -31,17 +33,18 @@ import os
 from dataclasses import asdict, replace
 
 import torch
-from shipping import CHECK_PER_CLASS, check_subset, class_splits, parser, round_to_float16, ship, start
+from shipping import CHECK_PER_CLASS, check_subset, parser, recipe_splits, round_to_float16, ship, start
 
 from cvae_lib.data import CLASSES
-from cvae_lib.diffusion import Diffusion, DiffusionConfig
+from cvae_lib.diffusion import Diffusion
 from cvae_lib.latent import LatentDiffusion, encode_set
 from cvae_lib.metrics import judge_scores, psnr
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
 from cvae_lib.models.first_stage import FirstStage, FirstStageConfig, first_stage_loss
-from cvae_lib.models.unet import UNet, UNetConfig
+from cvae_lib.models.unet import UNet
 from cvae_lib.profiles import get_profile
-from cvae_lib.train import EMA, History, TrainConfig, infer, load_or_train, save_checkpoint
+from cvae_lib.recipes import Run, shipped_recipe
+from cvae_lib.train import EMA, History, infer, load_or_train, save_checkpoint
 from cvae_lib.weights import load_weights, shipped
 
 GUIDANCE = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0)   # guidance weights tried; the lowest judge FD against
@@ -53,15 +56,20 @@ def judge_accuracy(judge, x: torch.Tensor, y: torch.Tensor, device) -> float:
     return float((infer(judge, x, device=device).argmax(1) == y).float().mean())
 
 
+def first_stage_recipe(args) -> Run:
+    return shipped_recipe("ldm_first_stage", epochs=args.rec_epochs, gan_epochs=args.gan_epochs,
+                          batch_size=args.batch_size, max_steps=args.max_steps, width=args.width,
+                          per_class=args.train_per_class, latent_channels=args.latent_channels,
+                          disc_weight=args.disc_weight)
+
+
 def train_first_stage(args, device, judge) -> FirstStage:
-    train, val, test = class_splits(None, args.train_per_class, 100)
-    model = FirstStage(FirstStageConfig(width=args.width, latent_channels=args.latent_channels,
-                                        disc_weight=args.disc_weight))
-    rec = TrainConfig(epochs=args.rec_epochs, batch_size=args.batch_size, lr=1e-3, warmup_steps=200,
-                      schedule="cosine", grad_clip=1.0, hflip=True, max_steps=args.max_steps)
-    h_rec = load_or_train(model, first_stage_loss, train, rec, args.out / f"{args.name}_first_stage-rec-run.pt",
-                          val=val, device=device)
-    chosen, h_gan, val_acc = gan_phase(args, model, train, val, judge, device)
+    run = first_stage_recipe(args)
+    train, val, test = recipe_splits(run)
+    model = FirstStage(run.model)
+    h_rec = load_or_train(model, first_stage_loss, train, run.train,
+                          args.out / f"{args.name}_first_stage-rec-run.pt", val=val, device=device)
+    chosen, h_gan, val_acc = gan_phase(args, model, run.then, train, val, judge, device)
     model.set_scale(train.images())
     round_to_float16(model)                  # shipped in float16: measure the rounded weights
     history = History(h_rec.rows + h_gan.rows)     # what it cost: every epoch, also those after the best
@@ -92,7 +100,7 @@ def train_first_stage(args, device, judge) -> FirstStage:
     return model
 
 
-def gan_phase(args, model: FirstStage, train, val, judge, device) -> tuple[int, History, dict[int, float]]:
+def gan_phase(args, model: FirstStage, gan, train, val, judge, device) -> tuple[int, History, dict[int, float]]:
     """Train `model` (the reconstruction phase's result) with the discriminator for
     `--gan-epochs`, measure the judge's accuracy on its *validation* reconstructions after every
     epoch, and load the best of the epochs 0 (no GAN) to --gan-epochs into it.
@@ -102,10 +110,8 @@ def gan_phase(args, model: FirstStage, train, val, judge, device) -> tuple[int, 
     peaked at 79.8% half way and fell to 75.8% as the reconstructions got smoother). The
     accuracies and the best weights so far are kept in `<name>_first_stage-gan-best-run.pt`, so
     a resumed run neither trains nor measures an epoch twice. Returns (chosen epoch, the GAN
-    phase's History, {epoch: validation accuracy}).
+    phase's History, {epoch: validation accuracy}). gan: the phase's TrainConfig (the recipe's `then`).
     """
-    gan = TrainConfig(epochs=args.gan_epochs, batch_size=args.batch_size, lr=2e-4, betas=(0.5, 0.9),
-                      schedule="constant", grad_clip=1.0, hflip=True, max_steps=args.max_steps)
     run = args.out / f"{args.name}_first_stage-gan-run.pt"
     best_file = args.out / f"{args.name}_first_stage-gan-best-run.pt"
     x_val = val.images()
@@ -121,7 +127,7 @@ def gan_phase(args, model: FirstStage, train, val, judge, device) -> tuple[int, 
     else:
         snap = {"accuracy": {0: val_accuracy()}, "best": 0, "model": weights()}
     loss = functools.partial(first_stage_loss, adversarial=True)
-    for epoch in range(1, args.gan_epochs + 1):
+    for epoch in range(1, gan.epochs + 1):
         if epoch in snap["accuracy"]:
             continue
         load_or_train(model, loss, train, replace(gan, epochs=epoch), run, val=val, device=device)
@@ -141,18 +147,24 @@ def renamed(args, name: str, **changes) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), "name": name, **changes})
 
 
+def prior_recipe(args, latent_channels: int) -> Run:
+    return shipped_recipe("ldm_prior", classes=tuple(args.classes), epochs=args.prior_epochs,
+                          batch_size=args.prior_batch_size, max_steps=args.max_steps, width=args.prior_width,
+                          per_class=args.train_per_class, lr=args.prior_lr, ema_decay=args.ema_decay,
+                          latent_channels=latent_channels)
+
+
 def train_prior(args, device, judge, first: FirstStage) -> None:
-    train, val, test = class_splits(args.classes, args.train_per_class, 100)
+    run = prior_recipe(args, first.cfg.latent_channels)
+    train, val, test = recipe_splits(run)
     first.to(device).eval()
-    latents = encode_set(first, train, mirror=True)                 # the flip augmentation, on images
+    latents = encode_set(first, train, mirror=run.data.mirror)      # the flip augmentation, on images
     val_latents = encode_set(first, val)
-    dcfg = DiffusionConfig.course(1000, data="latent")
+    dcfg = run.process
     diffusion = Diffusion(dcfg).to(device)
-    prior = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=args.prior_width))
-    ema = EMA(prior, decay=args.ema_decay)
-    cfg = TrainConfig(epochs=args.prior_epochs, batch_size=args.prior_batch_size, lr=args.prior_lr,
-                      warmup_steps=300, schedule="cosine", grad_clip=1.0, max_steps=args.max_steps)
-    history = load_or_train(prior, diffusion.train_loss, latents, cfg, args.out / f"{args.name}_prior-run.pt",
+    prior = UNet(run.model)
+    ema = EMA(prior, decay=run.ema_decay)
+    history = load_or_train(prior, diffusion.train_loss, latents, run.train, args.out / f"{args.name}_prior-run.pt",
                             val=val_latents, ema=ema, device=device)
     shipped_prior = round_to_float16(ema.model.eval())    # shipped in float16: measure the rounded weights
     ldm = LatentDiffusion(first, shipped_prior, diffusion)
@@ -170,7 +182,7 @@ def train_prior(args, device, judge, first: FirstStage) -> None:
     best = min(GUIDANCE, key=lambda w: scores[w]["train"]["fd"])
     check = check_subset(args.classes)
     metrics = {
-        "classes": args.classes, "diffusion": asdict(dcfg), "ema_decay": args.ema_decay,
+        "classes": args.classes, "diffusion": asdict(dcfg), "ema_decay": run.ema_decay,
         "steps": history.steps,
         "heldout_loss": round(diffusion.heldout_loss(shipped_prior, encode_set(first, test).x, test.y, seed=0), 5),
         "n_test": len(test), "n_eval": len(y), "sampler": "DDIM-50, eta 1, seed 0",
@@ -187,20 +199,21 @@ def train_prior(args, device, judge, first: FirstStage) -> None:
 
 
 def main(argv=None) -> None:
-    P = get_profile("cpu")
-    p = parser(__doc__, epochs=0, batch_size=32, name="ldm", classes=list(P.diffusion.classes))
+    first, prior = shipped_recipe("ldm_first_stage"), shipped_recipe("ldm_prior")
+    p = parser(__doc__, epochs=0, batch_size=first.train.batch_size, name="ldm", classes=list(prior.data.classes))
     p.add_argument("--stage", choices=["first", "prior", "both"], default="both")
-    p.add_argument("--width", type=int, default=32, help="first stage: channels at 32x32")
-    p.add_argument("--latent-channels", type=int, default=8)
-    p.add_argument("--rec-epochs", type=int, default=1)
-    p.add_argument("--gan-epochs", type=int, default=6, help="the best epoch (0 to this) is shipped")
-    p.add_argument("--disc-weight", type=float, default=FirstStageConfig.disc_weight)
-    p.add_argument("--prior-epochs", type=int, default=40)   # the shipped prior: 40 (12,280 steps)
-    p.add_argument("--prior-batch-size", type=int, default=64)
-    p.add_argument("--prior-lr", type=float, default=1e-3)
-    p.add_argument("--prior-width", type=int, default=64)
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--n-eval", type=int, default=P.n_eval, help="samples for the judge metrics")
+    p.add_argument("--width", type=int, default=first.model.width, help="first stage: channels at 32x32")
+    p.add_argument("--latent-channels", type=int, default=first.model.latent_channels)
+    p.add_argument("--rec-epochs", type=int, default=first.train.epochs)
+    p.add_argument("--gan-epochs", type=int, default=first.then.epochs, help="the best epoch (0 to this) is shipped")
+    p.add_argument("--disc-weight", type=float, default=first.model.disc_weight)
+    p.add_argument("--prior-epochs", type=int, default=prior.train.epochs)
+    p.add_argument("--prior-batch-size", type=int, default=prior.train.batch_size)
+    p.add_argument("--prior-lr", type=float, default=prior.train.lr)
+    p.add_argument("--prior-width", type=int, default=prior.model.width)
+    p.add_argument("--ema-decay", type=float, default=prior.ema_decay)
+    p.add_argument("--n-eval", type=int, default=get_profile("cpu").n_eval,
+                   help="samples for the judge metrics (default: chapter 05's in the cpu profile)")
     args = p.parse_args(argv)
     if args.epochs:
         p.error("each stage has its own length: use --rec-epochs, --gan-epochs and --prior-epochs")

@@ -7,8 +7,8 @@
 Binder builds a Linux x86_64 image without a GPU, so the file takes the lock's pins for Linux
 x86_64 on Python 3.11, leaves out the CUDA stack (nvidia-*, cuda-*, triton), and takes torch and
 torchvision at the lock's versions from PyTorch's CPU wheel index (download.pytorch.org, reachable
-from Binder), not the 5 GB CUDA build. The test-only pins (requirements-test.txt, the
-benchmarks' peers) follow, so `make test` runs there too. conda supplies only Python and pip.
+from Binder), not the 5 GB CUDA build. The test-only pins (requirements-test.txt: the tests'
+packages and the benchmarks' peers) follow, so `make test` runs there too. conda supplies only Python and pip.
 
 `--cpu-requirements` writes the same kind of list for the machine it runs on: a CPU-only Linux
 laptop installs it (`make env TORCH_INDEX=cpu`) to avoid PyPI's CUDA build of torch.
@@ -22,7 +22,7 @@ from pathlib import Path
 from check_lock import CUDA_ONLY, LOCK, ROOT, TARGETS, lock_lines, selected
 
 ENVIRONMENT = ROOT / "environment.yml"
-EXTRA = (ROOT / "requirements-test.txt", ROOT / "benchmarks" / "requirements.txt")
+EXTRA = (ROOT / "requirements-test.txt",)
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PYTHON = "3.11"
 
