@@ -172,6 +172,7 @@ CHROMIUM = os.environ.get("CVAE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CHAPTER = "notebooks/02_vae"      # figures, math and two explorers
+LOAD_MS = 120_000                 # a page and its math, on a busy 2-core machine
 NOT_CONTENT = ["Traceback (most recent call last)", "Error displaying widget", "Loading widget",
                "kernel required", "Kernel required", "A Jupyter widget could not be displayed"]
 
@@ -216,6 +217,7 @@ def _open(browser, url: str):
     local = lambda u: u.split("/", 3)[:3] == origin  # noqa: E731
     pg.on("requestfailed", lambda r: local(r.url) and pg.failed.append(f"{r.url}: {r.failure}"))
     pg.on("response", lambda r: local(r.url) and r.status >= 400 and pg.failed.append(f"{r.url}: {r.status}"))
+    pg.set_default_timeout(LOAD_MS)
     pg.goto(url, wait_until="load")
     return pg
 
@@ -250,7 +252,7 @@ def test_the_landing_page_is_the_readme_with_its_figure_and_the_run(site, browse
     assert [h.removeprefix("notebooks/").removesuffix(".html") for h in toc if h.startswith("notebooks/")] == chapters
     _shows_no_broken_content(pg)
     pg.goto(f"{url}/search.html?q=reparameterisation", wait_until="load")      # search, in the browser
-    pg.wait_for_selector("#search-results ul.search li", timeout=30_000)
+    pg.wait_for_selector("#search-results ul.search li")
     hits = pg.eval_on_selector_all("#search-results ul.search li a", "els => els.map(e => e.getAttribute('href'))")
     assert any(h.startswith("notebooks/02_vae.html") for h in hits), hits
 
@@ -259,7 +261,7 @@ def test_the_landing_page_is_the_readme_with_its_figure_and_the_run(site, browse
 def test_a_chapter_shows_its_figures_math_buttons_and_static_views(site, browser):
     url, record = site
     pg = _open(browser, f"{url}/{CHAPTER}.html")
-    pg.wait_for_selector("mjx-container", state="attached", timeout=30_000)
+    pg.wait_for_selector("mjx-container", state="attached")
     pg.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.document"
                          " && MathJax.startup.document.getMathItemsWithin(document.body).length > 0")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
