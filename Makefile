@@ -1,6 +1,7 @@
 # The course's commands. `make course` and `make test` are all a new user needs.
 #   make course   create the environment if needed, then run every notebook headless (build/)
 #   make test     the linter (ruff), unit tests + every notebook and solution under nbval, smoke profile
+#   make test-fast  the inner loop: the linter, the tests not marked slow and one smoke notebook (~3 min)
 #   make test-widgets7  the widget tests again with Colab's ipywidgets 7.7.1 (.venv-widgets7)
 #   make test-browser  JupyterLab in headless Chromium: chapters 02 and 04 run, their sliders redraw
 #   make lab      open JupyterLab on the course
@@ -53,7 +54,7 @@ $(error $(VENV) holds torch from '$(shell cat $(STAMP))', not '$(TORCH_INDEX)': 
 endif
 endif
 
-.PHONY: course test test-widgets7 test-browser lab notebooks lock check-lock env data clean results
+.PHONY: course test test-fast test-widgets7 test-browser lab notebooks lock check-lock env data clean results
 .PHONY: site site-serve site-linkcheck test-site
 
 env: $(STAMP)
@@ -152,9 +153,19 @@ course: env data
 results: env
 	$(BIN)/python tools/write_results.py
 
+# Both test lanes run on TEST_WORKERS processes (pytest-xdist); --dist loadscope keeps a notebook's
+# cells, and a test file's tests, on one worker, in order. `make test-fast` deselects the `slow`
+# tests (integration tests and all notebooks but one: tests/conftest.py and conftest.py mark them).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=10
+
 test: env $(TEST_STAMP) data
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest --nbval-lax tests notebooks solutions
+	$(PYTEST) --nbval-lax tests notebooks solutions
+
+test-fast: env $(TEST_STAMP) data
+	$(BIN)/ruff check .
+	$(PYTEST) -m "not slow" --nbval-lax tests notebooks solutions
 
 # The repository root, so notebooks/, exercises/ and solutions/ are all in the file browser;
 # --allow-root for containers, where JupyterLab otherwise refuses to start as root.

@@ -18,7 +18,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -78,12 +77,6 @@ class Lab:
     log: Path       # the server's (and its kernels') stdout and stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_until_up(lab: Lab, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -100,7 +93,7 @@ def _wait_until_up(lab: Lab, proc: subprocess.Popen, timeout: float = 120) -> No
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Iterator[Lab]:
+def lab(tmp_path_factory, free_port) -> Iterator[Lab]:
     """JupyterLab on a free local port with a random token, serving the repository root; the
     kernels run the smoke profile. Stopped, kernels included, at the end of the module."""
     tmp = tmp_path_factory.mktemp("lab")
@@ -108,7 +101,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
         (tmp / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp / "settings" / name).write_text(text)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    lab = Lab(f"http://127.0.0.1:{_free_port()}", secrets.token_hex(16), ARTEFACTS / "jupyter-server.log")
+    lab = Lab(f"http://127.0.0.1:{free_port()}", secrets.token_hex(16), ARTEFACTS / "jupyter-server.log")
     env = {**os.environ, "CVAE_PROFILE": "smoke", "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
            "JUPYTER_PLATFORM_DIRS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("CVAE_STATIC_WIDGETS", None)                # the widgets themselves, not their fallback

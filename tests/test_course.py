@@ -80,6 +80,7 @@ def test_the_runner_reports_each_chapter_and_keeps_a_failed_one_to_read(tmp_path
     assert broken.cells[1].outputs[0]["ename"] == "ZeroDivisionError" and not broken.cells[2].outputs
 
 
+@pytest.mark.slow
 def test_a_chapter_run_by_another_chapters_ensure_runs_is_not_run_twice(tmp_path, capfd, monkeypatch):
     """Chapter 05 needs chapter 06's prior: in a course run, 06 runs once (inside 05, into the same
     --out folder of the same clone), and the report says where its time went."""
@@ -201,6 +202,7 @@ def test_chapter_minutes_adds_the_measured_times():
     assert chapter_minutes(["04"], "gpu") == estimate_minutes(chapter_work("04", get_profile("gpu")))
 
 
+@pytest.mark.slow
 def test_a_course_run_writes_its_times_and_takes_a_nested_chapter_out_of_the_one_that_ran_it(tmp_path, monkeypatch):
     """build/run-times.json has the format of the committed measurements (docs/results/run-times/),
     and run_minutes reads it."""

@@ -134,14 +134,8 @@ def test_no_network_gives_clear_error(monkeypatch, tmp_path):
         load_cifar10("train")
 
 
-def _toy(n_per_class=20):
-    y = torch.arange(10).repeat_interleave(n_per_class)
-    x = torch.randint(0, 256, (len(y), 3, 32, 32), dtype=torch.uint8)
-    return ImageSet(x, y)
-
-
-def test_subset_by_class_and_count_is_seeded():
-    s = _toy()
+def test_subset_by_class_and_count_is_seeded(image_set):
+    s = image_set(200)
     a = s.subset(["frog", 0], n_per_class=5, seed=3)
     assert sorted(a.y.tolist()) == [0] * 5 + [6] * 5
     assert torch.equal(a.x, s.subset(["frog", 0], n_per_class=5, seed=3).x)
@@ -150,16 +144,16 @@ def test_subset_by_class_and_count_is_seeded():
         s.subset(["plane"])
 
 
-def test_subset_without_classes_keeps_every_class_the_set_holds():
-    frogs = _toy().subset(["frog"])
+def test_subset_without_classes_keeps_every_class_the_set_holds(image_set):
+    frogs = image_set(200).subset(["frog"])
     assert frogs.subset(n_per_class=3).y.tolist() == [6, 6, 6]          # not an error for 9 missing classes
-    assert torch.bincount(_toy().subset(n_per_class=2).y).tolist() == [2] * 10
+    assert torch.bincount(image_set(200).subset(n_per_class=2).y).tolist() == [2] * 10
     with pytest.raises(DataError, match="class 'airplane' has no images in this set; available: \\['frog'\\]"):
         frogs.subset(["airplane"])                                       # a named class must be there
 
 
-def test_split_is_stratified_and_disjoint():
-    s = _toy()
+def test_split_is_stratified_and_disjoint(image_set):
+    s = image_set(200)
     s.x[:, 0, 0, 0] = torch.arange(len(s)).to(torch.uint8)  # tag each image
     train, val = s.split(4, seed=0)
     assert torch.bincount(val.y).tolist() == [4] * 10 and len(train) == len(s) - 40
@@ -167,8 +161,8 @@ def test_split_is_stratified_and_disjoint():
     assert len(tags) == len(s)  # every image in exactly one part
 
 
-def test_batches_cover_every_index_once_per_epoch():
-    s = _toy(7)
+def test_batches_cover_every_index_once_per_epoch(image_set):
+    s = image_set(70)
     s.x[:, 0, 0, 0] = torch.arange(len(s)).to(torch.uint8)
     for epoch in range(2):
         seen = [int(v) for x, _ in s.batches(16, epoch=epoch) for v in (x[:, 0, 0, 0] * 255).round()]
@@ -178,8 +172,8 @@ def test_batches_cover_every_index_once_per_epoch():
     assert not torch.equal(torch.cat(order0), torch.cat(order1))  # reshuffled per epoch
 
 
-def test_batches_values_and_flips():
-    s = _toy(2)
+def test_batches_values_and_flips(image_set):
+    s = image_set(20)
     x, y = next(s.batches(len(s), shuffle=False))
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert torch.allclose(x * 255, s.x.float())

@@ -19,12 +19,7 @@ from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.weights import read_metadata, shipped
 
 SMALL = dict(width=8, hidden=32, latent_dim=4)
-
-
-def _set(n=12, seed=0) -> ImageSet:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(1, 255, (n, 3, 32, 32), generator=g, dtype=torch.uint8)   # no edge bins
-    return ImageSet(x, torch.arange(n) % 10)        # labels 0..n-1 for n <= 10
+NO_EDGE_BINS = dict(low=1, high=255)   # random pixels never in the likelihood's edge bins
 
 
 class _Exact(torch.nn.Module):
@@ -46,9 +41,9 @@ class _Exact(torch.nn.Module):
         return self.decode_mean(self.encode(x, y)[0], y)
 
 
-def test_rms_error_is_the_root_mean_square_on_the_minus_one_one_scale():
+def test_rms_error_is_the_root_mean_square_on_the_minus_one_one_scale(image_set):
     torch.manual_seed(0)
-    data = _set()
+    data = image_set(12, **NO_EDGE_BINS)
     model = CVAE(CVAEConfig(**SMALL)).eval()
     got = rms_error(model, data, seed=3)
     torch.manual_seed(3)
@@ -59,18 +54,18 @@ def test_rms_error_is_the_root_mean_square_on_the_minus_one_one_scale():
     assert rms_error(model, data, seed=3, batch_size=5) == pytest.approx(got, rel=1e-5)
 
 
-def test_plugin_bpd_of_an_exact_decoder_is_the_gaussian_bin_mass_plus_the_kl():
+def test_plugin_bpd_of_an_exact_decoder_is_the_gaussian_bin_mass_plus_the_kl(image_set):
     """x_hat = x and KL 0: each pixel's bin, of width 2/255 on the [-1, 1] scale and centred on the
     mean, holds P = erf(1 / (255 sigma sqrt 2)), so the bits/dim are -log2 P."""
-    data = _set(10)
+    data = image_set(10, **NO_EDGE_BINS)
     sigma = 0.01
     expected = -math.log2(math.erf(1 / (255 * sigma * math.sqrt(2))))
     assert plugin_bpd(_Exact(data), data, sigma, batch_size=4) == pytest.approx(expected, rel=1e-4)
 
 
-def test_plugin_bpd_repeats_with_the_seed_and_grows_away_from_the_best_sigma():
+def test_plugin_bpd_repeats_with_the_seed_and_grows_away_from_the_best_sigma(image_set):
     torch.manual_seed(0)
-    data = _set()
+    data = image_set(12, **NO_EDGE_BINS)
     model = CVAE(CVAEConfig(**SMALL)).eval()
     sigma = rms_error(model, data)
     assert plugin_bpd(model, data, sigma) == plugin_bpd(model, data, sigma)
@@ -78,17 +73,17 @@ def test_plugin_bpd_repeats_with_the_seed_and_grows_away_from_the_best_sigma():
     assert plugin_bpd(model, data, 0.5 * sigma) > best and plugin_bpd(model, data, 2 * sigma) > best
 
 
-def test_reconstruction_scores_of_a_perfect_reconstruction():
-    data = _set(10)
+def test_reconstruction_scores_of_a_perfect_reconstruction(image_set):
+    data = image_set(10, **NO_EDGE_BINS)
     p, s = reconstruction_scores(_Exact(data), data, batch_size=4)
     assert p > 100 and math.isclose(s, 1.0, abs_tol=1e-6)
 
 
-def test_seconds_per_step_leaves_the_model_untouched():
+def test_seconds_per_step_leaves_the_model_untouched(image_set):
     torch.manual_seed(0)
     model = CVAE(CVAEConfig(**SMALL))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    x, y = _set(4).images(), torch.arange(4)
+    x, y = image_set(4, **NO_EDGE_BINS).images(), torch.arange(4)
     sec = seconds_per_step(model, cvae_loss, x, y, n=2)
     assert sec > 0
     for k, v in model.state_dict().items():
@@ -113,8 +108,8 @@ def test_output_spread_of_a_decoder_that_ignores_z_is_zero():
     assert output_spread(model, n=4, label=2) == 0.0
 
 
-def test_score_rows_formats_the_bpd_given_and_the_reconstruction_scores():
-    data = _set(10)
+def test_score_rows_formats_the_bpd_given_and_the_reconstruction_scores(image_set):
+    data = image_set(10, **NO_EDGE_BINS)
     (row,) = score_rows({"exact": (_Exact(data), 1.23456, 61.6)}, data)
     p, s = reconstruction_scores(_Exact(data), data)
     assert row == {"model": "exact", "test bits/dim": "1.235", "PSNR (dB)": f"{p:.2f}", "SSIM": f"{s:.4f}",

@@ -131,6 +131,7 @@ def test_null_label_must_match_the_unet():
         flow.loss(unet, torch.zeros(2, 3, 32, 32), torch.tensor([1, 2]))
 
 
+@pytest.mark.slow
 def test_a_unet_overfits_one_batch_with_the_flow_loss():
     """The course's U-Net and `fit` train with the flow loss unchanged: on one small batch the
     held-out loss (same images, fixed t and noise) falls well below its value at the start."""

@@ -6,23 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cvae_lib.data import ImageSet
 from cvae_lib.models.ae import AEConfig, Autoencoder, ae_loss
 from cvae_lib.runtime import amp_dtype, autocast, optimizer_flags, unwrap
 from cvae_lib.train import EMA, TrainConfig, fit, load_model
 
 
-def toy(n=32):
-    g = torch.Generator().manual_seed(0)
-    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10)
-
-
-def test_a_compiled_bf16_channels_last_fit_on_the_cpu_checkpoints_the_plain_module(tmp_path):
+@pytest.mark.slow
+def test_a_compiled_bf16_channels_last_fit_on_the_cpu_checkpoints_the_plain_module(tmp_path, image_set):
     torch.manual_seed(0)
     model = Autoencoder(AEConfig(latent_dim=8, width=8))
     ema = EMA(model, decay=0.9)
     cfg = TrainConfig(epochs=1, batch_size=16, compile=True, amp="bf16", channels_last=True, progress=False)
-    h = fit(model, ae_loss, toy(), cfg, checkpoint=tmp_path / "c.pt", ema=ema, device="cpu")
+    h = fit(model, ae_loss, image_set(32), cfg, checkpoint=tmp_path / "c.pt", ema=ema, device="cpu")
     assert h.steps == 2 and 0 < h["train_loss"][0] < 1
     assert model.encoder.stem.weight.is_contiguous(memory_format=torch.channels_last)
     assert unwrap(torch.compile(model)) is model
@@ -81,18 +76,18 @@ def test_auto_autocast_takes_fp16_on_a_t4_and_bf16_from_ampere_on(monkeypatch, c
     assert grad_scaler("cuda") == ("scaler", "cuda", expected is torch.float16)
 
 
-def test_an_fp16_fit_scales_the_loss_and_resumes_with_the_scale_it_reached(tmp_path):
+def test_an_fp16_fit_scales_the_loss_and_resumes_with_the_scale_it_reached(tmp_path, image_set):
     """fp16 autocast (a T4's) with its gradient scaler, run on the CPU: the loss trains, the
     checkpoint keeps the scaler's state, and a resumed run continues from it."""
     torch.manual_seed(0)
     model = Autoencoder(AEConfig(latent_dim=8, width=8))
     cfg = TrainConfig(epochs=1, batch_size=16, amp="fp16", grad_clip=1.0, progress=False)
-    h = fit(model, ae_loss, toy(), cfg, checkpoint=tmp_path / "c.pt", device="cpu")
+    h = fit(model, ae_loss, image_set(32), cfg, checkpoint=tmp_path / "c.pt", device="cpu")
     assert h.steps == 2 and 0 < h["train_loss"][0] < 1
     state = torch.load(tmp_path / "c.pt", weights_only=True)
     assert state["scaler"]["scale"] > 0 and state["scaler"]["_growth_tracker"] == 2   # two good steps
     again = Autoencoder(AEConfig(latent_dim=8, width=8))
-    h2 = fit(again, ae_loss, toy(), TrainConfig(**{**cfg.__dict__, "epochs": 2}), checkpoint=tmp_path / "c.pt",
+    h2 = fit(again, ae_loss, image_set(32), TrainConfig(**{**cfg.__dict__, "epochs": 2}), checkpoint=tmp_path / "c.pt",
              device="cpu")
     assert h2.steps == 4
     assert torch.load(tmp_path / "c.pt", weights_only=True)["scaler"]["_growth_tracker"] == 4

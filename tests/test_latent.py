@@ -102,9 +102,9 @@ def test_adversarial_loss_evaluates_without_gradients():
     assert torch.isfinite(loss) and float(terms["lambda"]) == pytest.approx(TINY.disc_weight)
 
 
-def test_fit_trains_the_first_stage_and_its_gan_phase():
-    g = torch.Generator().manual_seed(0)
-    data = ImageSet((torch.rand(16, 3, 32, 32, generator=g) * 255).to(torch.uint8), torch.arange(16) % 10)
+@pytest.mark.slow
+def test_fit_trains_the_first_stage_and_its_gan_phase(image_set):
+    data = image_set(16)
     m = FirstStage(TINY)
     cfg = TrainConfig(epochs=3, batch_size=8, lr=3e-3, progress=False)
     h = fit(m, first_stage_loss, data, cfg, device="cpu")
@@ -189,9 +189,9 @@ def test_tensor_set_batches_like_an_image_set_and_refuses_image_augmentation():
         TensorSet(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
 
 
-def test_encode_set_mirrors_on_the_images():
+def test_encode_set_mirrors_on_the_images(image_set):
     m = FirstStage(TINY).eval()
-    data = ImageSet((torch.rand(5, 3, 32, 32) * 255).to(torch.uint8), torch.tensor([0, 1, 2, 3, 4]))
+    data = image_set(5)
     lat = encode_set(m, data, mirror=True, batch_size=2)
     assert lat.x.shape == (10, 4, 8, 8) and lat.y.tolist() == [0, 1, 2, 3, 4] * 2
     torch.testing.assert_close(lat.x[5:], m.encode_latent(data.images().flip(3)))

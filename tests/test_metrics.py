@@ -141,6 +141,7 @@ def test_inception_features_are_fids_2048_pool_features_and_deterministic():
     assert a.shape == (3, 2048) and torch.equal(a, b) and (a >= 0).all()   # post-ReLU average pool
 
 
+@pytest.mark.slow
 def test_fid_is_zero_for_a_set_with_itself_and_grows_with_noise():
     _fid_weights()
     x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 import yaml
 
@@ -48,6 +49,7 @@ def test_import_layers():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_a_wheel_install_loads_a_shipped_model_without_the_repository(tmp_path):
     """Build the wheel from the package's own files, install it into a fresh virtual environment
     and load a shipped model from a folder outside the repository: the weights and checksums are

@@ -48,6 +48,7 @@ def test_each_file_loads_into_current_code(path):
     assert not model.training
 
 
+@pytest.mark.slow
 def test_classifier_reaches_its_recorded_accuracy():
     meta = read_metadata(shipped("classifier"))["metrics"]
     assert meta["test_accuracy"] >= 0.85 and meta["n_test"] == 10_000
@@ -59,6 +60,7 @@ def test_classifier_reaches_its_recorded_accuracy():
     assert acc >= 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ddpm_cpu", "ddpm_ten_class"])
 def test_ddpm_reproduces_its_recorded_heldout_loss(name):
     meta = read_metadata(shipped(name))["metrics"]
@@ -72,6 +74,7 @@ def test_ddpm_reproduces_its_recorded_heldout_loss(name):
     assert loss < 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cvae_cpu", "cvae_ten_class"])
 def test_cvae_reproduces_its_recorded_bits_per_dim(name):
     meta = read_metadata(shipped(name))["metrics"]
@@ -95,6 +98,7 @@ def test_ten_class_models_record_judge_metrics_over_all_ten_classes(name):
         assert 0 < scores["fd"] < 200 and scores["kid"] > 0
 
 
+@pytest.mark.slow
 def test_ten_class_cvae_samples_reach_its_recorded_class_accuracy():
     """A fresh draw of 500 samples (another seed) agrees with the recorded 2,000-sample accuracy
     within the binomial noise of 500 draws (4 standard deviations)."""
@@ -108,6 +112,7 @@ def test_ten_class_cvae_samples_reach_its_recorded_class_accuracy():
     assert abs(acc - p) <= 4 * (p * (1 - p) / len(y)) ** 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment, classes, n_train, steps_per_epoch", [
     ("hundred_per_class", None, 1000, 22), ("airplane", ["airplane"], 4900, 107), ("frog", ["frog"], 4900, 107)])
 def test_the_studys_experiments_at_its_budget_reproduce_their_recorded_loss(experiment, classes, n_train,
@@ -128,6 +133,7 @@ def test_the_studys_experiments_at_its_budget_reproduce_their_recorded_loss(expe
     assert m["final_train_loss"] < m["test_loss"]      # 200 epochs: it fits its training images better
 
 
+@pytest.mark.slow
 def test_vae_reproduces_its_recorded_bits_per_dim():
     meta = read_metadata(shipped("vae_cpu"))["metrics"]
     check = meta["check"]
@@ -139,6 +145,7 @@ def test_vae_reproduces_its_recorded_bits_per_dim():
     assert bpd < 6.5      # clearly better than chapter 02's own 300-step run (6.97 in the cpu profile)
 
 
+@pytest.mark.slow
 def test_latent_first_stage_reproduces_its_recorded_psnr_and_keeps_edges():
     name = "ldm_first_stage"
     meta = read_metadata(shipped(name))["metrics"]
@@ -154,6 +161,7 @@ def test_latent_first_stage_reproduces_its_recorded_psnr_and_keeps_edges():
     assert meta["test_judge_accuracy_classes"] >= 0.70
 
 
+@pytest.mark.slow
 def test_latent_prior_reproduces_its_recorded_heldout_loss_from_float16():
     meta = read_metadata(shipped("ldm_prior"))["metrics"]
     check = meta["check"]

@@ -11,12 +11,6 @@ from cvae_lib.train import EMA, CheckpointError, TrainConfig, fit, load_checkpoi
 CFG = AEConfig(latent_dim=8, width=8)
 
 
-def toy_set(n=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return ImageSet(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                    torch.arange(n) % 10)
-
-
 def tcfg(**kw):
     base = dict(epochs=2, batch_size=16, progress=False, seed=0, hflip=True)
     base.update(kw)
@@ -31,44 +25,44 @@ def same_weights(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_two_step_fit_changes_weights_and_logs():
+def test_two_step_fit_changes_weights_and_logs(image_set):
     torch.manual_seed(0)
     model = Autoencoder(CFG)
     before = weights(model)
-    h = fit(model, ae_loss, toy_set(), tcfg(epochs=1, max_steps=2), val=toy_set(20, 1), device="cpu")
+    h = fit(model, ae_loss, image_set(), tcfg(epochs=1, max_steps=2), val=image_set(20, 1), device="cpu")
     assert len(h) == 1 and h.rows[0]["epoch"] == 1
     assert h["train_loss"][0] > 0 and h["val_loss"][0] > 0 and h.seconds > 0
     assert not same_weights(before, model.state_dict())
     assert not model.training  # fit hands the model back in eval mode
 
 
-def test_logged_terms_are_averaged():
+def test_logged_terms_are_averaged(image_set):
     def loss_with_terms(model, x, y):
         loss = ae_loss(model, x, y)
         return loss, {"double": 2 * loss}
-    h = fit(Autoencoder(CFG), loss_with_terms, toy_set(), tcfg(epochs=1), val=toy_set(20, 1), device="cpu")
+    h = fit(Autoencoder(CFG), loss_with_terms, image_set(), tcfg(epochs=1), val=image_set(20, 1), device="cpu")
     row = h.rows[0]
     assert row["train_double"] == pytest.approx(2 * row["train_loss"], rel=1e-5)
     assert row["val_double"] == pytest.approx(2 * row["val_loss"], rel=1e-5)
 
 
-def test_checkpoint_round_trip(tmp_path):
+def test_checkpoint_round_trip(tmp_path, image_set):
     torch.manual_seed(0)
     model = Autoencoder(CFG)
-    fit(model, ae_loss, toy_set(), tcfg(epochs=1), checkpoint=tmp_path / "m.pt", device="cpu")
+    fit(model, ae_loss, image_set(), tcfg(epochs=1), checkpoint=tmp_path / "m.pt", device="cpu")
     state = load_checkpoint(tmp_path / "m.pt")
     assert state["model_config"] == {"latent_dim": 8, "width": 8, "residual": True, "n_stages": 3}
     assert state["epoch"] == 1 and state["done"] and not any(k.startswith("_orig_mod") for k in state["model"])
     rebuilt = load_model(tmp_path / "m.pt", Autoencoder, AEConfig)
     assert rebuilt.cfg == CFG and same_weights(weights(model), rebuilt.state_dict())
-    x = toy_set(4).images()
+    x = image_set(4).images()
     with torch.no_grad():
         assert torch.allclose(model(x), rebuilt(x), atol=1e-6)  # model is channels_last: other kernels
 
 
-def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, image_set):
     """Crash in the middle of epoch 3, run again: same weights as a run that never stopped."""
-    data, cfg = toy_set(), tcfg(epochs=3)
+    data, cfg = image_set(), tcfg(epochs=3)
     torch.manual_seed(0)
     reference = Autoencoder(CFG)
     ema_ref = EMA(reference, 0.9)
@@ -97,8 +91,8 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
     assert same_weights(ema_ref.model.state_dict(), ema2.model.state_dict()) and ema_ref.updates == ema2.updates == 9
 
 
-def test_on_epoch_sees_each_epoch_and_can_stop_a_run_that_resumes_exactly(tmp_path):
-    data, cfg = toy_set(), tcfg(epochs=3)
+def test_on_epoch_sees_each_epoch_and_can_stop_a_run_that_resumes_exactly(tmp_path, image_set):
+    data, cfg = image_set(), tcfg(epochs=3)
     torch.manual_seed(0)
     reference = Autoencoder(CFG)
     fit(reference, ae_loss, data, cfg, device="cpu")
@@ -117,13 +111,13 @@ def test_on_epoch_sees_each_epoch_and_can_stop_a_run_that_resumes_exactly(tmp_pa
     assert same_weights(weights(reference), model.state_dict())
 
 
-def test_checkpoint_from_other_config_is_refused(tmp_path):
-    fit(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=1), checkpoint=tmp_path / "m.pt", device="cpu")
+def test_checkpoint_from_other_config_is_refused(tmp_path, image_set):
+    fit(Autoencoder(CFG), ae_loss, image_set(), tcfg(epochs=1), checkpoint=tmp_path / "m.pt", device="cpu")
     other = Autoencoder(AEConfig(latent_dim=16, width=8))
     with pytest.raises(CheckpointError, match=r"another config.*latent_dim.*new checkpoint path"):
-        load_or_train(other, ae_loss, toy_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+        load_or_train(other, ae_loss, image_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
     with pytest.raises(CheckpointError, match="other settings \\(lr\\)"):
-        fit(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=2, lr=0.1), checkpoint=tmp_path / "m.pt", device="cpu")
+        fit(Autoencoder(CFG), ae_loss, image_set(), tcfg(epochs=2, lr=0.1), checkpoint=tmp_path / "m.pt", device="cpu")
 
 
 def test_garbage_checkpoint_is_refused(tmp_path):
@@ -132,61 +126,61 @@ def test_garbage_checkpoint_is_refused(tmp_path):
         load_checkpoint(tmp_path / "bad.pt")
 
 
-def test_load_or_train_loads_without_training(tmp_path, monkeypatch):
+def test_load_or_train_loads_without_training(tmp_path, monkeypatch, image_set):
     torch.manual_seed(0)
     trained = Autoencoder(CFG)
-    load_or_train(trained, ae_loss, toy_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    load_or_train(trained, ae_loss, image_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
     import cvae_lib.train as train_mod
     monkeypatch.setattr(train_mod, "fit", lambda *a, **k: pytest.fail("trained again"))
     fresh = Autoencoder(CFG)
-    h = load_or_train(fresh, ae_loss, toy_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    h = load_or_train(fresh, ae_loss, image_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
     assert len(h) == 1 and same_weights(weights(trained), fresh.state_dict())
 
 
-def test_load_or_train_refuses_a_finished_run_with_other_settings(tmp_path):
+def test_load_or_train_refuses_a_finished_run_with_other_settings(tmp_path, image_set):
     """A finished run is loaded only if it is the run asked for: another learning rate is not;
     more epochs are (they continue it)."""
-    load_or_train(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    load_or_train(Autoencoder(CFG), ae_loss, image_set(), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
     with pytest.raises(CheckpointError, match=r"other settings \(batch_size, lr\).*new checkpoint path"):
-        load_or_train(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=1, lr=0.5, batch_size=8),
+        load_or_train(Autoencoder(CFG), ae_loss, image_set(), tcfg(epochs=1, lr=0.5, batch_size=8),
                       tmp_path / "m.pt", device="cpu")
-    h = load_or_train(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=2), tmp_path / "m.pt", device="cpu")
+    h = load_or_train(Autoencoder(CFG), ae_loss, image_set(), tcfg(epochs=2), tmp_path / "m.pt", device="cpu")
     assert len(h) == 2
 
 
-def test_a_finished_run_on_other_data_is_not_reused(tmp_path):
+def test_a_finished_run_on_other_data_is_not_reused(tmp_path, image_set):
     """Another subset (here: other images, same size and labels) is another run."""
-    load_or_train(Autoencoder(CFG), ae_loss, toy_set(seed=0), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+    load_or_train(Autoencoder(CFG), ae_loss, image_set(seed=0), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
     with pytest.raises(CheckpointError, match="other data.*new checkpoint path"):
-        load_or_train(Autoencoder(CFG), ae_loss, toy_set(seed=1), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+        load_or_train(Autoencoder(CFG), ae_loss, image_set(seed=1), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
     with pytest.raises(CheckpointError, match="other data"):               # a resume, too
-        fit(Autoencoder(CFG), ae_loss, toy_set(seed=1), tcfg(epochs=2), checkpoint=tmp_path / "m.pt", device="cpu")
-    load_or_train(Autoencoder(CFG), ae_loss, toy_set(seed=0), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
+        fit(Autoencoder(CFG), ae_loss, image_set(seed=1), tcfg(epochs=2), checkpoint=tmp_path / "m.pt", device="cpu")
+    load_or_train(Autoencoder(CFG), ae_loss, image_set(seed=0), tcfg(epochs=1), tmp_path / "m.pt", device="cpu")
 
 
-def test_step_counts_come_from_one_formula_and_history_records_them():
+def test_step_counts_come_from_one_formula_and_history_records_them(image_set):
     cfg = tcfg(epochs=3, batch_size=16)
     assert cfg.steps_per_epoch(40) == 3 and cfg.total_steps(40) == 9          # 16 + 16 + 8
     assert tcfg(max_steps=2).steps_per_epoch(40) == 2 and tcfg(max_steps=9).steps_per_epoch(40) == 3
-    h = fit(Autoencoder(CFG), ae_loss, toy_set(), tcfg(epochs=2, max_steps=2), device="cpu")
+    h = fit(Autoencoder(CFG), ae_loss, image_set(), tcfg(epochs=2, max_steps=2), device="cpu")
     assert h.steps == tcfg(epochs=2, max_steps=2).total_steps(40) == 4
 
 
-def test_nan_loss_is_explained(tmp_path):
+def test_nan_loss_is_explained(tmp_path, image_set):
     def nan_loss(model, x, y):
         return ae_loss(model, x, y) * float("nan")
     with pytest.raises(FloatingPointError, match="became nan.*lower learning rate"):
-        fit(Autoencoder(CFG), nan_loss, toy_set(), tcfg(epochs=1, log_every=1), device="cpu")
+        fit(Autoencoder(CFG), nan_loss, image_set(), tcfg(epochs=1, log_every=1), device="cpu")
 
 
-def test_early_stopping_restores_best_weights():
+def test_early_stopping_restores_best_weights(image_set):
     """With a huge learning rate the validation loss rises; training stops and keeps epoch 1."""
     def spy_loss(model, x, y):
         return ae_loss(model, x, y)
     torch.manual_seed(0)
     model = Autoencoder(CFG)
-    val = toy_set(20, 1)
-    h = fit(model, spy_loss, toy_set(), tcfg(epochs=10, lr=0.5, early_stopping=2), val=val, device="cpu")
+    val = image_set(20, 1)
+    h = fit(model, spy_loss, image_set(), tcfg(epochs=10, lr=0.5, early_stopping=2), val=val, device="cpu")
     best = min(range(len(h)), key=lambda i: h["val_loss"][i])
     assert h.stopped_early and h.best_epoch == best + 1 and len(h) == h.best_epoch + 2
     from cvae_lib.train import evaluate
@@ -225,6 +219,7 @@ def test_learning_rate_schedules():
         learning_rate(TrainConfig(schedule="step"), 0, 10)
 
 
+@pytest.mark.slow
 def test_a_run_killed_again_and_again_resumes_to_the_uninterrupted_weights(tmp_path):
     """Fault injection: SIGKILL a training process at random moments (during imports, steps or
     checkpoint writes), restart it each time, and compare with a run that was never stopped."""

@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-from cvae_lib.data import ImageSet
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
 from cvae_lib.train import TrainConfig, fit, load_model
@@ -107,7 +106,7 @@ def test_kl_warmup_ramps_beta_with_the_step_that_fit_passes():
     assert float(vae_loss(model, x)[1]["beta"]) == 2.0        # no step (evaluation): beta itself
 
 
-def test_fit_passes_the_optimizer_step_to_the_kl_warmup(tmp_path):
+def test_fit_passes_the_optimizer_step_to_the_kl_warmup(tmp_path, image_set):
     """Four steps per epoch, two epochs with a resume between them: the warm-up sees 0..7."""
     seen = []
 
@@ -115,7 +114,7 @@ def test_fit_passes_the_optimizer_step_to_the_kl_warmup(tmp_path):
         seen.append(step)
         return vae_loss(model, x, y, step=step)
 
-    data = ImageSet(torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8), torch.arange(16) % 10)
+    data = image_set(16)
     cfg = TrainConfig(epochs=1, batch_size=4, progress=False, channels_last=False)
     model = VAE(VAEConfig(kl_warmup_steps=8, **SMALL))
     fit(model, spy, data, cfg, checkpoint=tmp_path / "v.pt", device="cpu")
@@ -156,10 +155,9 @@ def test_overfitting_one_batch_drives_the_loss_down(model_cls, cfg_cls, loss_fn)
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, (losses[:5], losses[-5:])
 
 
-def test_checkpoint_round_trip_rebuilds_the_same_cvae(tmp_path):
+def test_checkpoint_round_trip_rebuilds_the_same_cvae(tmp_path, image_set):
     torch.manual_seed(0)
-    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    data = ImageSet(x, torch.arange(8) % 10)
+    data = image_set(8)
     cfg = CVAEConfig(spatial=True, likelihood="logistic_mixture", n_mix=2, kl_warmup_steps=3, **SMALL)
     model = CVAE(cfg)
     fit(model, cvae_loss, data, TrainConfig(epochs=1, batch_size=4, progress=False, channels_last=False),
