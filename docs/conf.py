@@ -17,7 +17,6 @@ extensions = ["myst_nb"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "_site.json"]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3            # links such as docs/results.md#run-times are checked
-suppress_warnings = ["myst.header"]  # a heading level skipped in a chapter is style, not a broken page
 nb_execution_mode = "off"           # the pages show `make course`'s outputs; the site runs no code
 nb_render_markdown_format = "myst"  # tables and math in the Markdown that cells print
 nb_output_stderr = "show"
