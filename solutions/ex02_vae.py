@@ -224,7 +224,7 @@ import matplotlib.pyplot as plt
 from cvae_lib.data import load_cifar10
 from cvae_lib.plotting import show_images
 
-STEPS = 10 if P.name == "smoke" else 300      # the smoke profile only shows that the cells run
+STEPS = 10 if P.name == "smoke" else 200      # the smoke profile only shows that the cells run
 images = load_cifar10("train").subset(n_per_class=20 if P.name == "smoke" else 500, seed=0).images()
 run = train_vae(images, STEPS, warmup_steps=STEPS // 4)
 

@@ -17,9 +17,12 @@ sys.path.insert(0, str(ROOT / "tools"))
 import build_notebooks  # noqa: E402
 
 
-def run(path: Path) -> list[dict]:
-    """Execute a notebook in a fresh kernel (errors allowed) and return every check result."""
+def run(path: Path, experiments: bool = True) -> list[dict]:
+    """Execute a notebook in a fresh kernel (errors allowed) and return every check result;
+    without its `experiment` cells if asked (no check depends on them)."""
     nb = nbformat.read(path, as_version=4)
+    if not experiments:
+        nb.cells = [c for c in nb.cells if "experiment" not in c.metadata.get("tags", [])]
     NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT)}}).execute()
     return [r for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
@@ -51,7 +54,7 @@ def test_checks_pass_on_solution_and_fail_on_stub(solution):
     failing = [r for r in solved if r["status"] != "passed"]
     assert not failing, f"checks fail on the solution: {failing}"
 
-    stub = run(ROOT / "exercises" / solution.name)
+    stub = run(ROOT / "exercises" / solution.name, experiments=False)   # they would only fail, slowly
     assert {(r["exercise"], r["prop"]) for r in stub} == {(r["exercise"], r["prop"]) for r in solved}
     passing = [r for r in stub if r["status"] == "passed"]
     assert not passing, f"checks pass on the unsolved stub (they cannot fail): {passing}"
@@ -71,7 +74,7 @@ def test_every_exercise_has_a_run_to_look_at_a_prediction_and_answers(solution):
         if tag:
             assert s.source.startswith("**Answer") and e.source == build_notebooks.ANSWER, s.source[:80]
     predict = [i for i, t in enumerate(tags) if t == "prediction"]
-    assert all("Predict, then run" in sol.cells[i - 1].source for i in predict), "a prediction follows its question"
+    assert all("predict" in sol.cells[i - 1].source.lower() for i in predict), "a prediction follows its question"
     assert all(sol.cells[i + 1].cell_type == "code" for i in predict), "and the experiment follows the prediction"
 
 
