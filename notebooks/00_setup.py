@@ -71,26 +71,27 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 # Generation*, written for the Deep Learning course TDDE70 at Linköping University. Its authors
 # built a **class-conditional VAE** on CIFAR-10 (a VAE that is told which of the ten classes to
 # draw) and compared it with a **diffusion model** (DDPM). In this course it is called
-# **the study**. What it did:
+# **the study**. What it did (the terms in this list are defined in the chapters named beside
+# them; you need none of them yet):
 #
-# - an encoder of three convolutional stages built from the bottleneck block of Very Deep VAEs
-#   (Child, 2021), a decoder that mirrors it, and the class label added to the code before
-#   decoding;
-# - training with binary cross-entropy plus a KL term, Adam, batches of 46, 200 epochs, on
-#   subsets of CIFAR-10 (one class of 5,000 images, one image per class, 100 per class) because
-#   of limited hardware;
+# - an encoder of three convolutional stages, a decoder that mirrors it, and the class label
+#   added to the code before decoding (chapter 03 builds it);
+# - training with binary cross-entropy plus a KL term (chapter 02), Adam, batches of 46, 200
+#   epochs, on subsets of CIFAR-10 (one class of 5,000 images, one image per class, 100 per
+#   class) because of limited hardware;
 # - generation from *uniform* noise, and evaluation by eye and by SSIM, an image-similarity score
 #   between generated and test images, with published SSIM scores of 0.9987 (airplanes) and
-#   0.9997 (frogs);
-# - a DDPM from a course lab whose results ranged from plausible images to pure noise between runs.
+#   0.9997 (frogs) (chapter 05);
+# - a DDPM (chapter 04) from a course lab whose results ranged from plausible images to pure
+#   noise between runs.
 #
 # The course **reproduces** the study (chapter 03) and **examines it critically**: whether
-# binary cross-entropy is a likelihood (chapter 02), what uniform noise does to a model trained
-# with a Gaussian prior (chapter 03), and what an SSIM near 1 can and cannot mean (chapter 05).
-# Then it goes further than the study could: a well-trained diffusion model (chapter 04), an
-# honest comparison (chapter 05), and the two model families as partners (chapter 06). The study
-# also discussed the ethics of image generation; chapter 05 comes back to that with the course's
-# own tools.
+# binary cross-entropy is a likelihood (chapter 02), what uniform noise does to a model whose
+# codes were trained to follow a Gaussian (chapter 03), and what an SSIM near 1 can and cannot
+# mean (chapter 05). Then it goes further than the study could: a well-trained diffusion model
+# (chapter 04), an honest comparison (chapter 05), and the two model families as partners
+# (chapter 06). The study also discussed the ethics of image generation; chapter 05 comes back
+# to that with the course's own tools.
 
 # %% [markdown]
 # ## 3. Where to run the course
@@ -112,7 +113,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 # | profile | choose it when | what happens |
 # |---|---|---|
 # | `smoke` | you want to check that everything runs | tiny subsets and a few training steps, seconds per chapter; the pictures are meaningless |
-# | `cpu` | you work on a laptop, or on a free Colab or Binder CPU | real CIFAR-10, small models trained for a few minutes; where more training matters, the chapter also loads a copy trained for longer, shipped with the course |
+# | `cpu` | you work on a laptop, or on a free Colab or Binder CPU | real CIFAR-10, small models trained for a few minutes; chapters 04-06 train and judge only two classes, airplanes and frogs (the study's pair); where more training matters, the chapter also loads a copy trained for longer, shipped with the course |
 # | `gpu` | you have a GPU (Colab's free T4 is enough) | all ten classes and longer runs, about ten minutes per chapter |
 # | `full` | you want the papers' run lengths | hours to days on several GPUs; never chosen for you |
 #
@@ -147,11 +148,10 @@ print(f"\nThis session uses the {P.name!r} profile.")
 #
 # ## 5. The environment check
 #
-# First the versions and the device. The course is tested with the versions listed in
-# `requirements-lock.txt`. The device is `cuda` on an NVIDIA GPU, `mps` on an Apple-silicon
-# Mac, and `cpu` otherwise; the last line says whether training will use mixed precision (a
-# shorter number format that is faster on some hardware). The course decides that from the
-# hardware, so there is nothing to set.
+# First the versions and the device. The device is `cuda` on an NVIDIA GPU, `mps` on an
+# Apple-silicon Mac, and `cpu` otherwise; the last line says whether training will use mixed
+# precision (a shorter number format that is faster on some hardware). The course decides that
+# from the hardware, so there is nothing to set.
 
 # %%
 info = describe(device)
