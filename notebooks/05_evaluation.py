@@ -73,9 +73,9 @@ print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
 # %% [markdown]
 # ## 1. What we compare, on what
 #
-# The table has two kinds of rows. The **shipped** models were trained longer by scripts in
-# `tools/` and are loaded from `checkpoints/`. **Your own runs** are the models chapters 01, 03,
-# 04 and 06 trained and saved in this profile's folder: if you ran those chapters, their rows
+# The table has two kinds of rows. The **shipped** models were trained longer and come with the
+# course. **Your own runs** are the models chapters 01, 03, 04 and 06 trained and saved in this
+# profile's folder: if you ran those chapters, their rows
 # appear; if not, they are marked "not run". The next cell says which are there. Setting
 # `RETRAIN_OWN_RUNS = True` in the cell above trains the missing ones first (it prints how long
 # that takes before it starts); running the chapters themselves does the same and lets you
@@ -110,9 +110,8 @@ print(f"classes {names}; {len(test)} test images; {len(y_gen)} samples per model
 # real images in the feature space of Inception-v3, a network trained on ImageNet. ImageNet
 # features are not made for 32x32 images, and on a CPU the network is slow (each image is
 # resized to 299x299 first). The course ships a small CIFAR-10 classifier instead, the
-# **judge** (`checkpoints/classifier.safetensors`, trained by `tools/train_classifier.py` on the
-# training split minus a held-out part; the file holds its config, its weights and the test
-# accuracy it reached). Write $f(x) \in \mathbb R^D$ for its features of an image $x$ (the
+# **judge**, trained on the training split minus a held-out part; its file holds its config, its
+# weights and the test accuracy it reached. Write $f(x) \in \mathbb R^D$ for its features of an image $x$ (the
 # pooled activations before its last layer). Three metrics use it:
 #
 # - **Class accuracy**: the fraction of samples drawn for class $y$ that the judge assigns to
@@ -139,9 +138,7 @@ print(f"classes {names}; {len(test)} test images; {len(y_gen)} samples per model
 #   averages it over 10 random subsets of 100 features from each set. Lower is better.
 #
 # Exercise 05 builds both, the Frechet distance with its matrix square root and KID; this
-# chapter calls the library's `frechet_distance` and `kid`. Loading the judge is safe: a
-# safetensors file holds only tensors and text, and its checksum is verified against
-# `checkpoints/SHA256SUMS`.
+# chapter calls the library's `frechet_distance` and `kid`.
 
 # %%
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
@@ -169,20 +166,21 @@ print(f"judge: {sum(p.numel() for p in judge.parameters()) / 1e6:.2f}M parameter
 # | CVAE, study recipe | the study's architecture and BCE loss, full data | chapter 03 |
 # | CVAE, improved for bits/dim | residual, spatial latent, mixture of logistics | chapter 03 |
 # | CVAE, improved for samples | residual, vector latent, Gaussian likelihood | chapter 03 |
-# | CVAE, shipped | the "improved for samples" recipe trained longer on these classes | `checkpoints/` |
+# | CVAE, shipped | the "improved for samples" recipe trained longer on these classes | shipped |
 # | DDPM, chapter 04 run | the U-Net you trained in chapter 04 | chapter 04 |
-# | DDPM, shipped | chapter 04's recipe trained longer on these classes | `checkpoints/` |
+# | DDPM, shipped | chapter 04's recipe trained longer on these classes | shipped |
 # | DDPM, shipped, guided | the same, with classifier-free guidance $w = 2$ | |
 # | DDPM, shipped, eta 0 | the same, with the deterministic DDIM sampler | |
 # | LDM, chapter 06 run | a diffusion prior trained in chapter 06 on the latents of a shipped autoencoder (the "first stage") | chapter 06 |
 # | LDM, chapter 06 run, guided | the same, with the guidance weight chosen for the shipped prior | |
-# | LDM, shipped, guided | chapter 06's recipe trained longer, guided | `checkpoints/` |
+# | LDM, shipped, guided | chapter 06's recipe trained longer, guided | shipped |
 #
-# The shipped CVAE and DDPM are the fairest pair: same classes, same kind of machine, each
-# trained for tens of CPU minutes (their files record how long). The shipped rows appear when
-# the shipped files learned this profile's classes. Every VAE draws $z$ from its prior
+# The shipped CVAE and DDPM learned the same classes on the same kind of machine, but not for
+# the same time: the next cell prints each shipped model's training minutes, recorded in its
+# file, and the table repeats them, so weigh every comparison against them. The shipped rows
+# appear when the shipped files learned this profile's classes. Every VAE draws $z$ from its prior
 # $\mathcal N(0, I)$ at temperature 1 (no tuning); every diffusion model samples with DDIM in
-# `P.diffusion.ddim_steps[1]` steps (50 outside the smoke profile) with $\eta = 1$, the
+# `P.diffusion.ddim_steps[1]` steps (50 in the cpu profile) with $\eta = 1$, the
 # stochastic variant chapter 04 chose by eye. One row shows the deterministic $\eta = 0$ for the
 # shipped DDPM, so you can see what that choice is worth. `load_lineup` loads them all and
 # builds each row's sampler with a fixed seed.
@@ -211,8 +209,8 @@ for name, entry in tqdm([(n, e) for n, e in lineup.entries.items() if e.draw], d
     samples[name] = entry.draw(y_gen).float().cpu().clamp(0, 1)               # (n, 3, 32, 32) in [0, 1]
     sample_seconds[name] = (time.perf_counter() - t0) / len(y_gen)
 
-# real images the judge never trained on: its held-out split (the same call as in
-# tools/train_classifier.py), the same classes and count as the samples
+# real images the judge never trained on: the part of the training split its training held
+# out, the same classes and count as the samples
 _, judge_val = load_cifar10("train").subset().split(100)
 samples["real images (held out)"] = judge_val.subset(names, n_per_class=min(k, 100), seed=0).images()
 
@@ -245,11 +243,9 @@ save_figure(fig, "05_samples")
 #   left out here);
 # - **reconstruction PSNR / SSIM** of test images for models with an encoder;
 # - **FD**, **KID** and **class accuracy** of the samples, by the judge, against the test images;
-# - **FID** in the gpu profile: Inception-v3 (its weights come with the course's environment;
-#   nothing is downloaded at run time) sees each image resized to 299x299, and on a CPU it
-#   manages only a few images per second and core. The test images' features are computed once
-#   per machine and cached beside the checkpoints. In the cpu profile the judge's FD stands in
-#   for it, and `CVAE_FID=1` turns FID on (about 5 more minutes, plus about 5 the first time).
+# - **FID** in the gpu profile: Inception-v3 sees each image resized to 299x299, and on a CPU it
+#   manages only a few images per second. In the cpu profile the judge's FD stands in for it,
+#   and `CVAE_FID=1` turns FID on (about 5 more minutes, plus about 5 the first time).
 #
 # The next cell sets FID up, the one after it computes the reconstructions, and then each row
 # is filled by `table_row`.
@@ -340,6 +336,20 @@ if lineup.missing:
 save_table(rows, "05_evaluation", note)
 display(Markdown(markdown_table(rows) + "\n" + note))
 
+
+# %%
+def best(column: str, prefix: str = "", lowest: bool = False) -> str:
+    """The row (of those whose model name starts with `prefix`) with the best value in `column`."""
+    scored = [r for r in rows if r["model"].startswith(prefix) and r[column] is not None]
+    if not scored:
+        return "no row yet"
+    r = (min if lowest else max)(scored, key=lambda r: r[column])
+    return f"**{r['model']}** ({r[column]})"
+
+
+display(Markdown(f"In this table: the best test bits/dim is {best('test bits/dim', lowest=True)}; the best "
+                 f"reconstructions (PSNR, dB) are {best('PSNR (dB)')}, and among the CVAEs {best('PSNR (dB)', 'CVAE')}."))
+
 # %% [markdown]
 # How to read it:
 #
@@ -347,17 +357,14 @@ display(Markdown(markdown_table(rows) + "\n" + note))
 #   give FD 0 at this sample size: FD is biased upwards when it is estimated from few samples.
 #   Only compare FDs computed with the same number of samples, and compare them with this row.
 #   KID is unbiased, so it is near 0 for real images.
-# - **Bits/dim and reconstructions measure something else.** The model with the best bits/dim
-#   reconstructs best, yet its samples are not the most convincing: a likelihood rewards
+# - **Bits/dim, reconstructions and samples measure different things.** The line under the
+#   table names the best model by bits/dim and by reconstruction in your run: they need not be
+#   the same model, and neither need draw the most convincing samples. A likelihood rewards
 #   covering every test image a little, not drawing any image well (chapter 03).
 # - **FID mostly agrees with the judge's FD on the order, not on the scale.** With
-#   `CVAE_FID=1` in the cpu profile, the models come out in nearly the same order as by the
-#   judge's FD, but at 200 samples even real held-out images score an FID of about 100: only
-#   differences to that row mean anything, and published CIFAR-10 FIDs (50,000 samples) are
-#   not comparable with these. The one check against a published value this course can run
-#   offline is real against real: `benchmarks/fid_real_vs_real.py` gives an FID of about 25
-#   for 2,000 training against 2,000 test images, where k-diffusion's maintainers report
-#   around 30 at that size, so the course's FID is of the right size.
+#   `CVAE_FID=1` in the cpu profile the models come out in nearly the same order, but at 200
+#   samples even real held-out images score an FID of about 100, so only differences from that
+#   row mean anything, and published CIFAR-10 FIDs (50,000 samples) are not comparable.
 # - **Time is part of the answer.** A VAE samples in a fraction of a millisecond per image; a
 #   DDPM needs `steps` network calls per image. Compare the training minutes too: the shipped
 #   DDPM had far more of them than any model trained in the notebooks.
@@ -487,9 +494,14 @@ save_table(calibration, "05_calibration", f"Profile `{P.name}`; {len(x_test)} te
 # trained on pixel error, produce blurry reconstructions that the judge no longer recognises,
 # although their PSNR is similar to the JPEG row's. Like FID's Inception network, the judge
 # reads edges and textures, and pixel losses do not keep those. This is why chapter 06's first
-# stage adds an adversarial term, and why its reconstructions (the ceiling for every latent
-# diffusion sample) keep most of the judge's accuracy. (The test images are themselves JPEG
-# files of moderate quality, so the first row is not free of artefacts either.)
+# stage adds an **adversarial** term (a second network, the discriminator, learns to tell its
+# reconstructions from real images, and the autoencoder learns to fool it; chapter 06 explains),
+# and why its reconstructions keep most of the judge's accuracy. Every latent diffusion sample is
+# drawn by that decoder, so the judge's accuracy on its reconstructions is a useful reference
+# for them, a rough ceiling rather than a strict one: guided samples can score above it
+# (chapter 06 explains why). (If your copy of CIFAR-10 came from a folder of JPEG files, as the
+# course's offline copy does, the test images themselves carry JPEG artefacts, so the first row
+# is not free of them either.)
 #
 # ## 8. Responsible generation
 #
@@ -509,7 +521,8 @@ save_table(calibration, "05_calibration", f"Profile `{P.name}`; {len(x_test)} te
 # **Memorisation and training-data extraction.** Carlini et al. (2023) generated many images
 # from diffusion models, including ones they trained on CIFAR-10, and found among them
 # near-exact copies of training images: they extracted training data from the models, and the
-# diffusion models memorised more than GANs trained on the same data. For a model trained on
+# diffusion models memorised more than GANs trained on the same data (generative adversarial
+# networks: a generator trained against a discriminator, the adversarial idea of section 7). For a model trained on
 # photographs of people, that is a privacy leak. The course's check is simple: find each
 # sample's nearest training image (pixel distance), and compare those distances with the same
 # distances for **test** images, which by construction were not copied from the training set.
@@ -573,7 +586,8 @@ display(Markdown(markdown_table(per_class)))
 #
 # ## 9. Conclusion
 #
-# Your run, in four lines: the best row of each kind of model by FD, with its training time.
+# Your run, in a few lines: the best row of each kind of model by FD, with its training time,
+# and what the two shipped diffusion models cost to train.
 
 # %%
 def best_row(prefix: str) -> dict | None:
@@ -585,6 +599,12 @@ def best_row(prefix: str) -> dict | None:
 lines = [f"- **{r['model']}**: FD {r['FD (judge)']}, KID {r['KID']}, class accuracy {r['class acc']}"
          + (f", {r['train (min)']} training minutes" if r["train (min)"] is not None else "")
          for r in map(best_row, ("CVAE", "DDPM", "LDM", "real images")) if r is not None]
+e = lineup.entries
+if "DDPM, shipped" in e and "LDM, shipped, guided" in e:   # the shipped models' recorded training times
+    prior_min, first_min = e["LDM, shipped, guided"].minutes, lineup.first_stage_minutes
+    lines.append(f"- training minutes: the shipped pixel DDPM {e['DDPM, shipped'].minutes:.0f}; the shipped latent "
+                 f"diffusion model {prior_min:.0f} for its prior + {first_min:.0f} for its first stage = "
+                 f"{prior_min + first_min:.0f}")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -592,11 +612,10 @@ display(Markdown("\n".join(lines)))
 #   count and a real-image row. Without the row, an FD of a few units means nothing.
 # - **The study's SSIM is not evidence of quality**: values of about 0.999 arise when SSIM is given
 #   the wrong data range, whatever the images.
-# - **Likelihood, reconstruction and samples rank models differently.** In the cpu profile the
-#   CVAE improved for bits/dim has the best bits/dim, the shipped CVAE the best reconstructions
-#   of the VAEs (the LDM's first stage, an autoencoder built for reconstruction, beats it), and
-#   every DDPM row beats every CVAE row on the judge's FD, KID and class accuracy. Which is
-#   "better" depends on what you need.
+# - **Likelihood, reconstruction and samples rank models differently.** The line under the
+#   table names the winners of bits/dim and of reconstruction in your run, and in the cpu
+#   profile every DDPM row beats every CVAE row on the judge's FD, KID and class accuracy. Which
+#   is "better" depends on what you need.
 # - **At a similar training time the diffusion model still wins on samples.** In the cpu
 #   profile the DDPM of chapter 04 (a few CPU minutes) beats the shipped CVAE (about ten) on all
 #   three sample metrics, and more training (the shipped DDPM) and guidance improve it further.
@@ -604,9 +623,10 @@ display(Markdown("\n".join(lines)))
 #   call.
 # - **The VAE and the diffusion model work best together.** Latent diffusion (chapter 06), a
 #   diffusion prior over an adversarially trained autoencoder's latents, gives the best sample
-#   rows: the shipped, guided model reaches about its first stage's ceiling (the judge's
-#   accuracy on its reconstructions, section 7) after about as many CPU minutes as the shipped
-#   pixel DDPM, and chapter 06's own few-minute prior beats chapter 04's own few-minute DDPM.
+#   rows: the shipped, guided model reaches about the judge's accuracy on its first stage's
+#   reconstructions (section 7). It also cost more: counting both stages, it trained for far
+#   more CPU minutes than the shipped pixel DDPM (the last line above). Chapter 06's own
+#   few-minute prior beats chapter 04's own few-minute DDPM.
 # - **Everything generated is still far from real.** Compare the best generated row with the
 #   real-images row above: these are minutes of CPU training, and the gpu profile exists to
 #   close that gap.
