@@ -55,6 +55,7 @@ import torch
 
 from cvae_lib.data import load_cifar10
 from cvae_lib.profiles import get_profile
+from cvae_lib.recipes import recipe
 from cvae_lib.runtime import pick_device, seed_everything
 from cvae_lib.train import run_dir
 
@@ -62,6 +63,7 @@ P = get_profile()          # CVAE_PROFILE: smoke | cpu | gpu (read once, here)
 device = pick_device()
 seed_everything(0)
 RUNS = run_dir(P.name)     # checkpoints of this profile
+run = recipe("ae", P)      # this chapter's run in this profile: model, training, data, checkpoint
 print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
 
 # %% [markdown]
@@ -71,8 +73,7 @@ print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
 # keep the **test split** for the final numbers only: it never influences training.
 
 # %%
-full_train = load_cifar10("train").subset(n_per_class=P.ae.train_per_class, seed=0)
-train, val = full_train.split(n_val_per_class=P.val_per_class, seed=0)
+train, val = run.data.select(load_cifar10("train"))
 test = load_cifar10("test").subset(n_per_class=P.test_per_class, seed=0)
 print(f"train: {len(train):,}   validation: {len(val):,}   test: {len(test):,} images")
 
@@ -91,9 +92,9 @@ print(f"train: {len(train):,}   validation: {len(val):,}   test: {len(test):,} i
 # code $z$. The decoder mirrors the encoder with 2x upsampling.
 
 # %%
-from cvae_lib.models.ae import AEConfig, Autoencoder, ae_loss
+from cvae_lib.models.ae import Autoencoder, ae_loss
 
-cfg = AEConfig(latent_dim=256, width=P.ae.width, residual=True)
+cfg = run.model                              # an AEConfig
 model = Autoencoder(cfg)
 print(cfg)
 print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
@@ -114,11 +115,11 @@ print("image", tuple(x.shape), "-> code", tuple(z.shape), "-> image", tuple(mode
 # so you can interrupt the kernel and run the cell again.
 
 # %%
-from cvae_lib.train import TrainConfig, load_or_train
+from cvae_lib.train import load_or_train
 
-tcfg = TrainConfig(epochs=P.ae.epochs, batch_size=P.ae.batch_size, lr=2e-3, hflip=True,
-                   max_steps=P.ae.max_steps, warmup_steps=100, schedule="cosine")
-history = load_or_train(model, ae_loss, train, tcfg, RUNS / "ae.pt", val=val, device=device)
+tcfg = run.train                             # a TrainConfig: epochs, batch size, learning rate, ...
+print(tcfg)
+history = load_or_train(model, ae_loss, train, tcfg, RUNS / run.checkpoint, val=val, device=device)
 print(f"trained {len(history)} epochs in {history.seconds:.0f} s")
 
 # %%
@@ -128,9 +129,10 @@ fig = loss_curves(history, title="autoencoder: MSE per pixel", logy=True)
 save_figure(fig, "01_loss")
 
 # %% [markdown]
-# Training and validation loss fall together, so the model is not overfitting: a code twelve
-# times smaller than the image cannot store the training images one by one, so what the model
-# learns has to work for unseen images too.
+# Training and validation loss fall together, so the model is not overfitting. In the `cpu`
+# profile that says little: two epochs, two points per curve, are too short to overfit. (A
+# model overfits in its weights, which could store training images whatever the code size;
+# the validation curve is how you would see it in a longer run.)
 #
 # ## 4. How good are the reconstructions?
 #
@@ -144,6 +146,7 @@ from cvae_lib.metrics import psnr
 from cvae_lib.train import infer
 
 x_test = test.images()                                   # (N, 3, 32, 32) in [0, 1]
+# infer(f, x) applies f to x in batches, without gradients; here f is the whole autoencoder
 x_hat = infer(model, x_test, device=device)              # reconstructions, same shape
 scores = psnr(x_test, x_hat)                             # (N,) dB per image
 print(f"test PSNR: {scores.mean():.2f} dB (mean over {len(scores)} test images; "
@@ -195,7 +198,7 @@ save_figure(fig, "01_interpolation")
 
 # %%
 with torch.no_grad():
-    codes = infer(model.encode, train.images(2000), device=device)   # (2000, Z) codes of real images
+    codes = infer(model.encode, train.images(2000), device=device)   # f = the encoder only: (2000, Z) codes
     mu, sd = codes.mean(0), codes.std(0)                                # (Z,) each
     g = torch.Generator().manual_seed(0)
     z_std = torch.randn(10, cfg.latent_dim, generator=g)               # N(0, I)
@@ -227,14 +230,52 @@ save_figure(fig, "01_code_histogram")
 # %% [markdown]
 # The real codes of this dimension sit in a range of their own, with their own centre and
 # spread, and nothing in the training made them look like $\mathcal N(0, 1)$: the encoder is free
-# to put codes anywhere that helps the decoder.
+# to put codes anywhere that helps the decoder. That explains the $\mathcal N(0, I)$ row.
+#
+# The fitted row matches every dimension's centre and spread and still fails, because it draws
+# each dimension on its own, while the dimensions of real codes depend on each other. The next
+# cell shows this two ways: the two most strongly correlated code dimensions plotted against
+# each other, and the variance of the codes along their principal directions (PCA: the
+# directions in which the codes vary most, largest first) next to the fitted Gaussian's.
+
+# %%
+corr = torch.corrcoef(codes.T).nan_to_num() - torch.eye(cfg.latent_dim)      # (Z, Z), diagonal removed
+i, j = divmod(int(corr.abs().argmax()), cfg.latent_dim)                       # the most correlated pair
+fitted = mu[[i, j]] + sd[[i, j]] * torch.randn(len(codes), 2, generator=g)    # the fitted Gaussian, dims i and j
+var_real = torch.linalg.eigvalsh(torch.cov(codes.T)).flip(0).clamp_min(1e-12)  # (Z,) variance per principal direction
+var_fit = (sd**2).sort(descending=True).values                                # (Z,) the fitted Gaussian's: each dim's own
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.5))
+ax0.scatter(fitted[:, 0], fitted[:, 1], s=3, alpha=0.3, label="fitted Gaussian")
+ax0.scatter(codes[:, i], codes[:, j], s=3, alpha=0.3, label="real codes")
+ax0.set(xlabel=f"z[{i}]", ylabel=f"z[{j}]", title=f"two code dimensions (correlation {corr[i, j]:.2f})")
+ax1.semilogy(var_real, label="real codes")
+ax1.semilogy(var_fit, label="fitted Gaussian")
+ax1.set(xlabel="direction, largest variance first", ylabel="variance", title="variance along each direction")
+ax0.legend(), ax1.legend()
+fig.tight_layout()
+save_figure(fig, "01_code_dependence")
+print(f"the 10 largest of {cfg.latent_dim} directions hold {float(var_real[:10].sum() / var_real.sum()):.0%} of the "
+      f"real codes' variance and {float(var_fit[:10].sum() / var_fit.sum()):.0%} of the fitted Gaussian's")
+
+# %% [markdown]
+# Left: the real codes of the two dimensions form a tilted, elongated cloud (the title gives
+# their correlation), while the fitted Gaussian, which draws each dimension alone, fills an
+# axis-aligned one around it, with many draws where no real code is. Right: the real codes' variance is
+# concentrated in a few directions and falls off steeply; the fitted Gaussian has the same total
+# variance, spread more evenly over all the directions (the printed shares compare the ten
+# largest). So most of what it draws varies in directions where real codes hardly vary, and in
+# 256 dimensions almost every draw lands off the thin region the real codes occupy. A Gaussian
+# with a full covariance matrix would capture the correlations, but not a curved shape.
+# Chapter 02 takes the other route: instead of fitting the codes' shape after training, it
+# trains the encoder so that the codes fill a shape we know how to sample.
 #
 # ## What this chapter showed
 #
 # - An autoencoder compresses the 3,072 numbers of an image into a code of 256 and rebuilds
 #   test images at the PSNR printed above; its squared-error loss makes it blur what the code
 #   cannot store.
-# - Its code space has no known shape, so decoding random codes gives garbage: an
+# - Its code space has no known shape, so decoding random codes gives garbage, even codes from
+#   a Gaussian fitted to each dimension, because the dimensions depend on each other: an
 #   autoencoder is a compressor, not a generator.
 #
 # The **variational autoencoder** (chapter 02) fixes exactly this: it makes the encoder output
