@@ -61,6 +61,7 @@ from IPython.display import Markdown
 
 from cvae_lib.data import load_cifar10
 from cvae_lib.profiles import get_profile
+from cvae_lib.recipes import recipe
 from cvae_lib.runtime import pick_device, seed_everything
 from cvae_lib.train import run_dir
 
@@ -68,11 +69,12 @@ P = get_profile()          # CVAE_PROFILE: smoke | cpu | gpu (read once, here)
 device = pick_device()
 seed_everything(0)
 RUNS = run_dir(P.name)     # checkpoints of this profile
+run = recipe("vae", P)     # this chapter's main run in this profile: model, training, data, checkpoint
 print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
 
 # %%
-full_train = load_cifar10("train").subset(n_per_class=P.vae.train_per_class, seed=0)
-train, val = full_train.split(n_val_per_class=P.val_per_class, seed=0)
+images = load_cifar10("train")                            # CIFAR-10's training split
+train, val = run.data.select(images)
 test = load_cifar10("test").subset(n_per_class=P.test_per_class, seed=0)
 print(f"train: {len(train):,}   validation: {len(val):,}   test: {len(test):,} images")
 
@@ -118,7 +120,8 @@ print(f"train: {len(train):,}   validation: {len(val):,}   test: {len(test):,} i
 #
 # A one-dimensional model shows the identity with numbers. Let $p(z) = \mathcal N(0, 1)$ and a
 # "decoder" that adds noise, $p(x \mid z) = \mathcal N(z, s^2)$. Then everything has a closed form:
-# $p(x) = \mathcal N(0, 1 + s^2)$, and the posterior is $\mathcal N\big(x/(1+s^2),\, s^2/(1+s^2)\big)$.
+# $p(x) = \mathcal N(0, 1 + s^2)$, and the posterior is $\mathcal N\big(x/(1+s^2),\, s^2/(1+s^2)\big)$
+# (Bayes' rule for two Gaussians: multiply the prior by the likelihood and complete the square).
 # We evaluate the ELBO and the gap for four guesses $q$.
 
 # %%
@@ -131,7 +134,8 @@ post = Normal(x / (1 + s**2), s / math.sqrt(1 + s**2))         # exact posterior
 guesses = {"q = p(z|x)": post, "mean off by 0.5": Normal(post.mean + 0.5, post.stddev),
            "4x too narrow": Normal(post.mean, post.stddev / 4), "q = p(z)": prior}
 for name, q in guesses.items():
-    rec = Normal(q.mean, s).log_prob(x) - q.variance / (2 * s**2)   # E_q[log p(x|z)], exact here
+    # E_q[log p(x|z)], exact: for q = N(m, v), E_q[(x - z)^2] = (x - m)^2 + v
+    rec = Normal(q.mean, s).log_prob(x) - q.variance / (2 * s**2)
     elbo, gap = rec - kl_divergence(q, prior), kl_divergence(q, post)
     print(f"{name:16s} ELBO {elbo:7.3f} + gap {gap:6.3f} = {elbo + gap:7.3f}   log p(x) = {log_px:.3f}")
 
@@ -139,7 +143,7 @@ for name, q in guesses.items():
 # For every guess, ELBO plus gap is $\log p(x)$, to the last digit. The bound is tight only when
 # $q$ is the true posterior; a shifted or too-narrow guess loses exactly its KL from the
 # posterior. The last guess, $q = p(z)$, ignores $x$ altogether: its KL from the prior is zero,
-# but so is what the code says about the image. Section 8 meets this again as *posterior
+# but so is what the code says about the image. Section 9 meets this again as *posterior
 # collapse*.
 #
 # ## 2. The reparameterisation trick and the KL
@@ -178,7 +182,7 @@ print("sigma * eps/2:", sigma_eps_half[0, :4].detach().numpy().round(3))
 # against PyTorch's general KL.
 
 # %%
-kl = L.kl_normal(mu, logvar)                                       # (B, Z) nats per dimension
+kl = L.kl_normal(mu, logvar)                                       # (B, Z) nats per latent dimension
 q = Normal(mu, (0.5 * logvar).exp())
 torch.testing.assert_close(kl, kl_divergence(q, Normal(0.0, 1.0)))  # the closed form is exact
 print("KL per image (nats):", kl.sum(1).detach().numpy().round(2))
@@ -194,8 +198,9 @@ print("KL per image (nats):", kl.sum(1).detach().numpy().round(2))
 # per sub-pixel (Salimans et al., 2017): a logistic density with a learned mean and scale,
 # integrated over the bin of each of the 256 pixel levels, so the probabilities of the 256
 # levels sum to exactly 1. Then $-\log_2 p(x)$ is a code length: the bits a compressor built on
-# the model would need for the image. Divided by the $3 \cdot 32 \cdot 32 = 3072$ sub-pixels it is
-# **bits per dimension** (bits/dim),
+# the model would need for the image. Divided by the $3 \cdot 32 \cdot 32 = 3072$ sub-pixels (one
+# colour value of one pixel each) it is **bits per dimension** (bits/dim; the "dimensions" here
+# are the image's sub-pixels, not the latent dimensions of $z$),
 #
 # $$\text{bits/dim} = \frac{-\ln p(x)}{3072 \cdot \ln 2},$$
 #
@@ -208,13 +213,11 @@ print("KL per image (nats):", kl.sum(1).detach().numpy().round(2))
 
 # %%
 from cvae_lib.models.vae import VAE, VAEConfig, vae_loss
-from cvae_lib.train import TrainConfig, load_or_train
+from cvae_lib.train import load_or_train
 
-tcfg = TrainConfig(epochs=P.vae.epochs, batch_size=P.vae.batch_size, lr=2e-3, hflip=True,
-                   max_steps=P.vae.max_steps, grad_clip=100.0)
+tcfg = run.train                                          # a TrainConfig
 steps = tcfg.total_steps(len(train))                      # optimizer steps the run will take
-cfg = VAEConfig(latent_dim=64, width=P.vae.width, residual=True, likelihood="logistic",
-                kl_warmup_steps=steps // 4)
+cfg = run.model                                           # a VAEConfig; its KL warm-up: a quarter of the steps
 model = VAE(cfg)
 print(cfg)
 print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {steps} training steps")
@@ -228,14 +231,23 @@ print("image", tuple(x.shape), "-> mu, logvar", tuple(mu.shape), "-> decoder out
 # %% [markdown]
 # ## 4. Training, and the two terms of the ELBO
 #
-# The loss `vae_loss` is the negative ELBO divided by 3072 (nats per dimension, a scale the
-# optimiser likes); it also logs the reconstruction term `rec` and the `kl`, both in nats per
-# image, and `bpd`, the negative ELBO in bits/dim. Exercise 02 assembles the same objective
+# The loss `vae_loss` is the negative ELBO divided by 3072 (nats per sub-pixel, a scale the
+# optimiser likes). It also logs `rec`, the reconstruction term as a loss,
+# $-\mathbb E_q[\log p(x \mid z)]$ (lower is better), and the `kl`, both in nats per image, and `bpd`,
+# the negative ELBO in bits per sub-pixel (bits/dim). Exercise 02 assembles the same objective
 # from its pieces.
+#
+# A word on **epochs**. An epoch is normally one pass over the training set, but in the `cpu`
+# profile a run may cap its epochs at a fixed number of steps, so that it fits in minutes; then
+# an "epoch" is a slice of the run, not a full pass. The next cell prints this run's cap (and
+# chapters 03 and 06 use such caps too).
 
 # %%
-history = load_or_train(model, vae_loss, train, tcfg, RUNS / "vae_logistic.pt", val=val, device=device)
-print(f"trained {len(history)} epochs in {history.seconds:.0f} s")
+history = load_or_train(model, vae_loss, train, tcfg, RUNS / run.checkpoint, val=val, device=device)
+full_pass = math.ceil(len(train) / tcfg.batch_size)               # steps of one pass over the training set
+print(f"trained {len(history)} epochs in {history.seconds:.0f} s; an epoch here is "
+      f"{tcfg.steps_per_epoch(len(train))} steps (a full pass would be {full_pass}); "
+      f"KL warm-up over the first {cfg.kl_warmup_steps} steps")
 
 # %%
 import matplotlib.pyplot as plt
@@ -243,8 +255,8 @@ import matplotlib.pyplot as plt
 from cvae_lib.plotting import reconstructions, save_figure, show_images
 
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-for ax, key, title in zip(axes, ["rec", "kl", "bpd"], ["reconstruction -log p(x|z), nats",
-                                                        "KL(q(z|x) || p(z)), nats", "-ELBO, bits/dim"]):
+for ax, key, title in zip(axes, ["rec", "kl", "bpd"], ["rec = -E_q[log p(x|z)], nats per image",
+                                                        "KL(q(z|x) || p(z)), nats per image", "-ELBO, bits/dim"]):
     for split in ("train", "val"):
         ax.plot(history["epoch"], history[f"{split}_{key}"], marker="o", label=split)
     ax.set_title(title), ax.set_xlabel("epoch"), ax.grid(alpha=0.3)
@@ -253,10 +265,13 @@ fig.tight_layout()
 save_figure(fig, "02_elbo_terms")
 
 # %% [markdown]
-# Read the middle panel first. During the warm-up the KL is cheap, so the encoder packs
-# information into $z$ and the KL *rises*; once the full weight applies, every extra nat in $z$
-# must pay for itself in reconstruction, and the rise slows (in a short run it has not levelled
-# off yet). The reconstruction term falls throughout. Their sum, in bits/dim, is what a
+# Read the middle panel first: the KL, the nats per image that $z$ stores. During the warm-up
+# the KL is cheap, so the encoder can pack information into $z$; once the full weight applies,
+# every extra nat in $z$ must pay for itself in reconstruction. Each point is one epoch, and in
+# the `cpu` profile the warm-up is over by the first point (the cell above printed both), so the
+# plot cannot show the KL during the warm-up, only where it goes after it. With a handful of
+# points per curve, read the direction of each curve, not its shape. The reconstruction loss
+# (left) falls as training goes on. The sum of the two, in bits/dim (right), is what a
 # compressor built on this model would pay per sub-pixel.
 #
 # ## 5. Bits per dimension and reconstructions on the test split
@@ -281,10 +296,36 @@ save_figure(fig, "02_reconstructions")
 #
 # Are they blurrier than chapter 01's? Side by side, that comparison would be unfair: chapter
 # 01's autoencoder has a code of 256 numbers, this VAE 64, and the two trained for different
-# numbers of steps at different widths. Section 7 compares an autoencoder and a VAE of the
+# numbers of steps at different widths. Section 8 compares an autoencoder and a VAE of the
 # same size, trained the same way.
 #
-# ## 6. Which likelihood? BCE, Gaussian, logistic mixture
+# ## 6. Generating: decode samples from the prior
+#
+# This is what the autoencoder could not do. We draw $z \sim \mathcal N(0, I)$ and show the
+# decoder's mean image; with a **temperature** $\tau < 1$, $z \sim \mathcal N(0, \tau^2 I)$ stays
+# nearer the centre of the prior, where more training codes are. (We write $\tau$ because
+# chapter 04 uses $T$ for something else, the number of diffusion steps.)
+#
+# **Predict first:** chapter 01's random codes decoded to garbage. What will this VAE's samples
+# look like: recognisable objects, or something else? Then run the next cell.
+
+# %%
+g = torch.Generator().manual_seed(0)
+samples = torch.cat([model.sample(10, temperature=t, generator=g).cpu() for t in (1.0, 0.7)])
+fig = show_images(samples, nrow=10, row_labels=[r"$\tau$ = 1.0", r"$\tau$ = 0.7"], title="VAE samples from the prior")
+save_figure(fig, "02_samples")
+
+# %% [markdown]
+# Smooth, plausible colour layouts (sky above ground, a blob in the middle) but no recognisable
+# objects: 64 numbers per image, traded against the KL, cannot hold much more, and the mean
+# image of the decoder averages away the detail. The student study's samples looked like this
+# too. Chapter 03 adds the class label, and chapter 04 a different kind of model.
+#
+# The rest of the chapter looks at what shapes these samples: the likelihood (section 7), the
+# price of the KL (section 8), the balance between the two terms (section 9) and a longer run
+# (section 10).
+#
+# ## 7. Which likelihood? BCE, Gaussian, logistic mixture
 #
 # The study used **binary cross-entropy** (BCE) on pixels in $[0, 1]$. For one sub-pixel with
 # value $x$ and decoder output $p$ it is $-[x \log p + (1 - x)\log(1 - p)]$. BCE is smallest
@@ -310,22 +351,26 @@ print(f"BCE of a perfect reconstruction of a test image: {F.binary_cross_entropy
 # %% [markdown]
 # We train the same small model with three likelihoods for the same number of steps:
 # - `bernoulli`: the study's BCE;
-# - `gaussian`: a discretised Gaussian of fixed $\sigma = 0.1$ on the $[-1, 1]$ scale: up to a
-#   constant, the squared error divided by $2\sigma^2$, so "MSE loss" is this likelihood in disguise;
+# - `gaussian`: a discretised Gaussian of fixed width $\sigma_x$ around the decoder's mean. (We write
+#   $\sigma_x$ for this width over pixel values, to keep it apart from the encoder's $\sigma$ of
+#   section 2.) Like the other likelihoods it works on pixel values mapped from $[0, 1]$ to
+#   $[-1, 1]$ by $2x - 1$, so $\sigma_x = 0.1$ there is a twentieth of the pixel range, about 13 of
+#   the 256 grey levels. Up to a constant its negative log-likelihood is the squared error divided
+#   by $2\sigma_x^2$, so "MSE loss" is this likelihood in disguise;
 # - `logistic_mixture`: a mixture of 5 discretised logistics per pixel whose colour channels are
 #   coupled (PixelCNN++, Salimans et al. 2017): green is predicted knowing red, blue knowing both.
 
 # %%
-side_train = load_cifar10("train").subset(n_per_class=P.vae_side.train_per_class, seed=1)
+side_train, _ = recipe("vae_side_gaussian", P).data.select(images)   # every side run's images
 test_side = test.subset(n_per_class=100, seed=0)          # 1,000 test images suffice to rank them
 x_side = test_side.images()
-side_cfg = TrainConfig(epochs=P.vae_side.epochs, batch_size=P.vae_side.batch_size, lr=2e-3,
-                       max_steps=P.vae_side.max_steps, hflip=True, grad_clip=100.0, progress=False)
 side, seconds = {}, {}
 for lik in ["bernoulli", "gaussian", "logistic_mixture"]:
-    side[lik] = VAE(VAEConfig(latent_dim=64, width=P.vae_side.width, residual=True, likelihood=lik))
-    h = load_or_train(side[lik], vae_loss, side_train, side_cfg, RUNS / f"vae_side_{lik}.pt", device=device)
+    side_run = recipe(f"vae_side_{lik}", P)               # the same small model and training, another likelihood
+    side[lik] = VAE(side_run.model)
+    h = load_or_train(side[lik], vae_loss, side_train, side_run.train, RUNS / side_run.checkpoint, device=device)
     seconds[lik] = h.seconds
+print(side_run.train)
 
 # %%
 from cvae_lib.plotting import markdown_table
@@ -338,30 +383,31 @@ for lik in seconds:
 Markdown(markdown_table(rows) + f"\non {len(test_side)} test images")
 
 # %% [markdown]
-# Two lessons. First, the proper likelihoods give comparable numbers, and the coupled mixture
-# is far better in bits/dim than the fixed Gaussian: the Gaussian's $\sigma$ is fixed at a value
-# much wider than the decoder's real uncertainty in flat regions, and it cannot model the strong
-# correlation between the three colours of a pixel. Second, **a better likelihood is not a
-# sharper mean image**: PSNR only looks at the decoder's mean, and the mixture spends its
-# capacity on the *spread* around it. Chapter 05 comes back to this: likelihood, reconstruction
+# Two lessons. First, the two proper likelihoods give numbers that can be compared with each
+# other, and the coupled mixture needs fewer bits/dim than the fixed Gaussian: the Gaussian's
+# $\sigma_x$ is fixed at a value much wider than the decoder's real uncertainty in flat regions,
+# and it cannot model the strong correlation between the three colours of a pixel. Second, **a
+# better likelihood is not a sharper mean image**: PSNR only looks at the decoder's mean, and
+# the mixture spends its capacity on the *spread* around it. Chapter 05 comes back to this: likelihood, reconstruction
 # error and sample quality are three different things.
 #
-# ## 7. What the KL costs: an autoencoder of the same size
+# ## 8. What the KL costs: an autoencoder of the same size
 #
 # Now the fair comparison of section 5: chapter 01's autoencoder with a code of 64 numbers, at
 # the width of the side runs, trained on the same images for the same steps as the `gaussian`
 # VAE above. That VAE's reconstruction term is the autoencoder's squared error divided by
-# $2\sigma^2$ (plus a constant), so both minimise the same error; the only differences are the
+# $2\sigma_x^2$ (plus a constant), so both minimise the same error; the only differences are the
 # KL term and the noise that sampling $z$ adds in training.
 #
 # **Predict first:** which of the two reconstructs more sharply, and why? Then run the next two
 # cells (the first trains the autoencoder, a few seconds).
 
 # %%
-from cvae_lib.models.ae import AEConfig, Autoencoder, ae_loss
+from cvae_lib.models.ae import Autoencoder, ae_loss
 
-ae64 = Autoencoder(AEConfig(latent_dim=64, width=P.vae_side.width, residual=True))  # chapter 01's, Z = 64
-h = load_or_train(ae64, ae_loss, side_train, side_cfg, RUNS / "ae_side_64.pt", device=device)
+ae_run = recipe("ae_side_64", P)
+ae64 = Autoencoder(ae_run.model)                          # chapter 01's, Z = 64
+h = load_or_train(ae64, ae_loss, side_train, ae_run.train, RUNS / ae_run.checkpoint, device=device)
 print(f"trained in {h.seconds:.0f} s")
 
 # %%
@@ -381,12 +427,12 @@ Markdown(f"Mean test PSNR: autoencoder **{a:.1f} dB**, VAE **{v:.1f} dB**: at eq
 # price of the KL: every nat that $z$ stores about an image costs a nat of KL, so the VAE stores
 # less, and what the code does not say the decoder averages over, which is blur. The
 # autoencoder stores whatever its 64 numbers can hold, for free, but its codes cannot be
-# sampled. The VAE pays in sharpness for the code space that section 9 samples from.
+# sampled. The VAE pays in sharpness for the code space that section 6 sampled from.
 #
-# ## 8. Posterior collapse, $\beta$, warm-up and free bits
+# ## 9. Posterior collapse, $\beta$, warm-up and free bits
 #
 # If the decoder can model the data well without $z$, the cheapest ELBO sets $q(z \mid x) = p(z)$
-# for some or all dimensions: KL 0, and those dimensions carry nothing (**posterior collapse**,
+# for some or all latent dimensions: KL 0, and those dimensions carry nothing (**posterior collapse**,
 # the last guess of section 1). We call a latent dimension **active** if it stores more than half
 # a nat per image on average (its mean KL over test images; Burda et al. 2016 use the variance of
 # the posterior mean instead, which needs longer training to separate). We count them for the
@@ -403,18 +449,27 @@ def active_units(m, x: torch.Tensor, threshold: float = 0.5) -> int:
 
 
 # %% [markdown]
+# Which run has which KL settings? The main VAE, the three likelihood runs and the two new ones:
+
+# %%
+kl_runs = {"main (logistic)": run, **{lik: recipe(f"vae_side_{lik}", P) for lik in side},
+           "beta=4": recipe("vae_side_beta4", P), "warm-up + free bits": recipe("vae_side_free_bits", P)}
+Markdown(markdown_table([{"run": name, "likelihood": r.model.likelihood, "beta": r.model.beta,
+                          "KL warm-up (steps)": r.model.kl_warmup_steps or "none",
+                          "free bits (nats per latent dimension)": r.model.free_bits or "none",
+                          "training steps": r.steps} for name, r in kl_runs.items()]))
+
+# %% [markdown]
 # **Predict first:** with $\beta = 4$, will more or fewer of the 64 dimensions be active than in
 # the $\beta = 1$ mixture, and will the KL per image go up or down? And with warm-up and free
 # bits? Write your guesses down, then run the next two cells (the first trains the two models).
 
 # %%
-mixture = dict(latent_dim=64, width=P.vae_side.width, residual=True, likelihood="logistic_mixture")
-extra = {"beta=4": VAEConfig(**mixture, beta=4.0),
-         "warm-up + free bits": VAEConfig(**mixture, free_bits=0.25,
-                                          kl_warmup_steps=side_cfg.total_steps(len(side_train)) // 2)}
-for name, c in extra.items():
-    side[name] = VAE(c)
-    load_or_train(side[name], vae_loss, side_train, side_cfg, RUNS / f"vae_side_{name.replace(' ', '')}.pt", device=device)
+extra = {"beta=4": recipe("vae_side_beta4", P), "warm-up + free bits": recipe("vae_side_free_bits", P)}
+for name, r in extra.items():                             # the logistic mixture of the side runs, changed
+    print(f"{name}: beta {r.model.beta}, free bits {r.model.free_bits} nats, KL warm-up {r.model.kl_warmup_steps} steps")
+    side[name] = VAE(r.model)
+    load_or_train(side[name], vae_loss, side_train, r.train, RUNS / r.checkpoint, device=device)
 
 # %%
 x_probe = x_side[:500]                                            # (500, 3, 32, 32)
@@ -431,31 +486,12 @@ Markdown(markdown_table(rows) + f"\non {len(test_side)} test images")
 # strong decoder would otherwise learn to ignore $z$ (with short runs the gain is modest). Which
 # dimensions survive varies from seed to seed.
 #
-# ## 9. Generating: decode samples from the prior
+# ## 10. The same VAE, trained longer
 #
-# This is what the autoencoder could not do. We draw $z \sim \mathcal N(0, I)$ and show the
-# decoder's mean image; with a **temperature** $T < 1$, $z \sim \mathcal N(0, T^2 I)$ stays
-# nearer the centre of the prior, where more training codes are.
-#
-# **Predict first:** chapter 01's random codes decoded to garbage. What will this VAE's samples
-# look like: recognisable objects, or something else? Then run the next cell.
-
-# %%
-g = torch.Generator().manual_seed(0)
-samples = torch.cat([model.sample(10, temperature=t, generator=g).cpu() for t in (1.0, 0.7)])
-fig = show_images(samples, nrow=10, row_labels=["T = 1.0", "T = 0.7"], title="VAE samples from the prior")
-save_figure(fig, "02_samples")
-
-# %% [markdown]
-# Smooth, plausible colour layouts (sky above ground, a blob in the middle) but no recognisable
-# objects: 64 numbers per image, traded against the KL, cannot hold much more, and the mean
-# image of the decoder averages away the detail. The student study's samples looked like this
-# too. Chapter 03 adds the class label, and chapter 04 a different kind of model.
-#
-# How much of that blur is the short run, and how much the model? The course ships this same
-# architecture trained for much longer on all the training images (`tools/train_vae.py`; the
+# How much of the blur of section 6's samples is the short run, and how much the model? The
+# course ships this same architecture trained for much longer on all the training images (the
 # cell prints how long). Each model decodes ten draws from its prior, made from the same random
-# numbers ($T = 0.7$); the two latent spaces are unrelated, so compare the rows, not the columns.
+# numbers ($\tau = 0.7$); the two latent spaces are unrelated, so compare the rows, not the columns.
 
 # %%
 from cvae_lib.weights import load_weights, read_metadata, shipped
@@ -471,7 +507,7 @@ for name, sc in (("trained here", scores), ("shipped", long_scores)):
 # %%
 same_z = [m.sample(10, temperature=0.7, generator=torch.Generator().manual_seed(1)).cpu() for m in (model, longer)]
 fig = show_images(torch.cat(same_z), nrow=10, row_labels=["trained here", "trained longer"],
-                  title="samples from the prior of each model (T = 0.7)")
+                  title=r"samples from the prior of each model ($\tau$ = 0.7)")
 save_figure(fig, "02_samples_longer")
 
 # %% [markdown]
@@ -482,7 +518,7 @@ save_figure(fig, "02_samples_longer")
 # than changing it does: chapter 03 shows that a code laid out as a grid over the image, a better
 # likelihood and the class label help more, in a fraction of the time.
 #
-# ## 10. Exploring the latent space
+# ## 11. Exploring the latent space
 #
 # The sliders move $z$ along the main directions of the posterior means of 500 test images
 # (their principal components), in units of the spread of the real codes along each direction.
