@@ -48,13 +48,14 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 import torch
 from IPython.display import Markdown, display
 
-from cvae_lib.data import CLASSES, ImageSet, load_cifar10
-from cvae_lib.evaluation import output_spread, plugin_bpd, recorded_rows, rms_error, score_rows, seconds_per_step
+from cvae_lib.data import CLASSES, load_cifar10
+from cvae_lib.evaluation import output_spread, plugin_bpd, recorded_rows, rms_error, score_rows
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
 from cvae_lib.plotting import loss_curves, markdown_table, save_figure, show_images, show_rows
 from cvae_lib.profiles import get_profile
+from cvae_lib.recipes import recipe
 from cvae_lib.runtime import pick_device, seed_everything
-from cvae_lib.train import TrainConfig, evaluate, load_or_train, run_dir
+from cvae_lib.train import evaluate, load_or_train, run_dir
 from cvae_lib.weights import load_weights, read_metadata, shipped
 
 P = get_profile()          # CVAE_PROFILE: smoke | cpu | gpu (read once, here)
@@ -62,7 +63,8 @@ device = pick_device()
 seed_everything(0)
 RUNS = run_dir(P.name)     # checkpoints of this profile
 print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
-train_all, val = load_cifar10("train").split(n_val_per_class=P.val_per_class, seed=0)
+images = load_cifar10("train")                                         # CIFAR-10's training split
+train_all, val = recipe("cvae_study_full", P).data.select(images)     # every class, validation held out
 test = load_cifar10("test").subset(n_per_class=P.test_per_class, seed=0)
 print("train:", len(train_all), " validation:", len(val), " test:", len(test))
 
@@ -80,7 +82,8 @@ print("train:", len(train_all), " validation:", len(val), " test:", len(test))
 # - **the prior** is $p(z) = \mathcal N(0, I)$ for every class (Sohn et al. also allow a learned
 #   $p(z \mid y)$), so the label reaches the image only through the decoder;
 # - **the decoder** $p(x \mid z, y)$ gets the label as a shift of the code,
-#   $z_c = z + w\, c(y)$ with $c(y) = \mathrm{MLP}\big(\mathrm{Embedding}(y)\big)$, and decodes $z_c$ as chapter 02's does;
+#   $z_c = z + \lambda_y\, c(y)$ with $c(y) = \mathrm{MLP}\big(\mathrm{Embedding}(y)\big)$ and a fixed label
+#   weight $\lambda_y$, and decodes $z_c$ as chapter 02's does;
 # - **the encoder** is $q(z \mid x, y)$ or, as in the study, $q(z \mid x)$.
 #
 # **When the encoder does not see $y$** the bound still holds (it holds for any $q$), but if the
@@ -95,11 +98,11 @@ print("train:", len(train_all), " validation:", len(val), " test:", len(test))
 # decoder and a Bernoulli likelihood (BCE, chapter 02). Does an untrained decoder's output depend on $z$?
 
 # %%
-study_cfg = CVAEConfig(width=P.cvae.width)          # the study's model; the width is the profile's
+study_cfg = recipe("cvae_study_full", P).model      # the study's model (CVAEConfig); the width is the profile's
 model = CVAE(study_cfg)
 print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 c = model.label_code(torch.arange(10))              # c(y) for the ten classes: (10, Z)
-print(f"c(y) has shape {tuple(c.shape)}: one shift of z per class, weighted by w = {model.cfg.label_weight}")
+print(f"c(y) has shape {tuple(c.shape)}: one shift of z per class, weighted by lambda_y = {model.cfg.label_weight}")
 for residual in (False, True):                      # the spread of an untrained decoder's output over 8 z
     spread = output_spread(CVAE(CVAEConfig(width=P.cvae.width, residual=residual)))
     print(f"untrained decoder, residual={residual!s:5}: spread of the output over z {spread:.1e}")
@@ -111,15 +114,17 @@ for residual in (False, True):                      # the spread of an untrained
 #
 # ## 2. Sampling: one class per column
 #
-# The course ships a ten-class CVAE, trained for longer than a chapter should take with section
-# 4's "improved for samples" recipe. Its file records how the *judge* scored its samples.
+# The course ships a ten-class CVAE, trained for longer than a chapter should take. Its recipe
+# is one that section 4 introduces, "improved for samples": residual blocks, a Gaussian
+# likelihood and an encoder that sees the label. Its file records how the *judge* scored its
+# samples.
 #
 # > **The judge.** To score samples without looking at them, the course ships a small CIFAR-10
 # > classifier. Two numbers come from it: the **class accuracy** of conditional samples (the
 # > fraction drawn for class $y$ that the judge classifies as $y$; chance is 1 in 10) and the
 # > **Fréchet distance (FD)** between Gaussians fitted to the judge's features of samples and of test
-# > images (FID's idea with the judge for an ImageNet network; lower is closer to real images).
-# > Chapter 05 defines both fully and examines what they reward.
+# > images (FID's idea, with the judge in place of an ImageNet network; FID: chapter 05). Lower
+# > is closer to real images. Chapter 05 defines both fully and examines what they reward.
 
 # %%
 ten = load_weights(shipped("cvae_ten_class"), CVAE, CVAEConfig).to(device)
@@ -129,6 +134,10 @@ print(f"{meta['epochs']} epochs, {meta['train_seconds'] / 60:.0f} CPU-minutes, t
       f"judge, {j['n_eval']:,} samples: class accuracy {j['acc']:.0%} (chance 10%), FD {j['fd']:.0f}")
 
 # %% [markdown]
+# An FD means nothing on its own: it has no fixed scale, and even two sets of real images are
+# not at 0. Chapter 05 gives the reference, real images scored the same way; until then, use
+# FDs only to compare models scored with the same protocol.
+#
 # **The class grid.** Each column is one class; each row is one $z \sim \mathcal N(0, I)$, shared
 # along the row, so along a row only the label changes (exercise 03 builds the grid's inputs;
 # here `sample_grid` does it). *Predict:* what will change from column to column: the layout of
@@ -165,19 +174,14 @@ latent_explorer(lambda z, y: ten.decode_mean(z.to(device), y.to(device)), mu_tes
 # ### One class: airplanes only, frogs only
 
 # %%
-def study_training(size, **overrides) -> TrainConfig:
-    """The study's optimiser (Adam, learning rate 1e-3, batch 46); the run length is the profile's."""
-    return TrainConfig(**{"epochs": size.epochs, "batch_size": 46, "lr": 1e-3, "optimizer": "adam",
-                          "max_steps": size.max_steps, **overrides})
-
-
 one_class = {}
 for name in ("airplane", "frog"):
-    one_class[name] = CVAE(study_cfg)
-    data = train_all.subset(classes=[name], n_per_class=P.cvae_one_class.train_per_class)
-    h = load_or_train(one_class[name], cvae_loss, data, study_training(P.cvae_one_class),
-                      RUNS / f"cvae_study_{name}.pt", device=device)
+    r = recipe(f"cvae_study_{name}", P)       # the study's model and optimiser; the run length is the profile's
+    one_class[name] = CVAE(r.model)
+    data, _ = r.data.select(images)
+    h = load_or_train(one_class[name], cvae_loss, data, r.train, RUNS / r.checkpoint, device=device)
     print(f"{name}: {len(data)} images, {len(h)} epochs, {h.seconds:.0f} s")
+print(r.train)
 
 # %%
 study_runs = {n: load_weights(shipped(f"study_{n}"), CVAE, CVAEConfig).to(device) for n in one_class}
@@ -199,19 +203,22 @@ save_figure(show_rows(rows, title="one-class CVAEs, z ~ N(0, I)"), "03_one_class
 # Ten training images (repeated 46 times, so that an epoch has several batches): can the model store each one?
 
 # %%
-tiny = train_all.subset(n_per_class=P.cvae_one_per_class.train_per_class, seed=0)   # 10 images
-tiny_rep = ImageSet(tiny.x.repeat(46, 1, 1, 1), tiny.y.repeat(46))                 # (460, 3, 32, 32)
-one_per_class = CVAE(study_cfg)
-h_one = load_or_train(one_per_class, cvae_loss, tiny_rep, study_training(P.cvae_one_per_class),
-                      RUNS / "cvae_study_1_per_class.pt", device=device)
+r = recipe("cvae_study_1_per_class", P)
+tiny_rep, _ = r.data.select(images)                                        # (460, 3, 32, 32): 10 images, 46 times
+tiny = tiny_rep.take(torch.arange(len(tiny_rep) // r.data.copies))         # the 10 images
+one_per_class = CVAE(r.model)
+h_one = load_or_train(one_per_class, cvae_loss, tiny_rep, r.train, RUNS / r.checkpoint, device=device)
 rows = {"training": tiny.images(), "samples": one_per_class.sample(tiny.y, generator=torch.Generator().manual_seed(1))}
 fig = show_rows(rows, col_labels=[CLASSES[k] for k in tiny.y.tolist()], title=f"1 image per class ({h_one.seconds:.0f} s)")
 save_figure(fig, "03_one_per_class")
 
 # %% [markdown]
-# Given enough steps the samples converge to their class's training image (a short run shows
-# them blurred): the label identifies the image, the decoder can ignore $z$, and the model has
-# learned nothing about the class.
+# After a run this short the samples are blurred blobs in roughly the colours of their training
+# images, not the images themselves: the loss has barely started to fall (section 1's plain
+# blocks train slowly). The danger of this experiment shows only with far more steps: a model
+# with ten training images can learn to reproduce each one from its label alone. That is
+# memorisation, not learning: the label identifies the image, the decoder can ignore $z$, and
+# nothing about the class is learned.
 #
 # ### 100 images per class, with a validation set
 #
@@ -219,18 +226,25 @@ save_figure(fig, "03_one_per_class")
 # on 100 *other* images per class, stops after 3 epochs without a better one and restores the best weights.
 
 # %%
-hundred = train_all.subset(n_per_class=P.cvae_hundred_per_class.train_per_class, seed=0)
-model_100 = CVAE(study_cfg)
-h100 = load_or_train(model_100, cvae_loss, hundred, study_training(P.cvae_hundred_per_class, early_stopping=3),
-                     RUNS / "cvae_study_100_per_class.pt", val=val, device=device)
-save_figure(loss_curves(h100, title=f"100 images per class: -ELBO / dim (best epoch {h100.best_epoch})"), "03_hundred_curve")
+r = recipe("cvae_study_100_per_class", P)                 # its TrainConfig has early_stopping=3
+hundred, _ = r.data.select(images)
+model_100 = CVAE(r.model)
+h100 = load_or_train(model_100, cvae_loss, hundred, r.train, RUNS / r.checkpoint, val=val, device=device)
+title = f"100 images per class: BCE + KL per sub-pixel (best epoch {h100.best_epoch})"   # BCE: not a bound on -log p
+save_figure(loss_curves(h100, title=title), "03_hundred_curve")
 print(f"{len(h100)} epochs, stopped early: {h100.stopped_early}, best epoch: {h100.best_epoch}; "
-      f"test -ELBO per dimension {evaluate(model_100, cvae_loss, test)['loss']:.4f}")
+      f"test BCE + KL per sub-pixel {evaluate(model_100, cvae_loss, test)['loss']:.4f}")
 
 # %% [markdown]
+# (The loss here is the study's BCE plus the KL, per sub-pixel: since BCE is not a likelihood
+# over pixel levels, chapter 02, it is not a bound on $-\log p(x)$, only a training loss.)
+#
 # When the training loss keeps falling and the validation loss does not, the model learns *those
-# images* rather than the classes: **overfitting**, the moment to stop (a short run hardly gets
-# past each class's average image, so both curves stay nearly flat).
+# images* rather than the classes: **overfitting**, the moment to stop. This short run does not
+# get there: it hardly gets past each class's average image, so both curves stay nearly flat.
+# Neither did the study's 200-epoch run on these images, which trained without early stopping:
+# the next table records its final training loss next to its test loss, nearly equal, and a KL
+# of zero. It did not overfit; it collapsed, as the paragraph after the table explains.
 #
 # ### What the study's 200 epochs produced
 #
@@ -239,28 +253,39 @@ print(f"{len(h100)} epochs, stopped early: {h100.stopped_early}, best epoch: {h1
 
 # %%
 study_100 = load_weights(shipped("study_hundred_per_class"), CVAE, CVAEConfig).to(device)
-display(Markdown(markdown_table(recorded_rows([f"study_{n}" for n in ("airplane", "frog", "hundred_per_class")]))))
+columns = {"training images": ("n_train", "{:,}"), "epochs": ("epochs", "{}"),   # BCE + KL: not a bound on -log p
+           "train BCE + KL per sub-pixel": ("final_train_loss", "{:.4f}"),
+           "test BCE + KL per sub-pixel": ("test_loss", "{:.4f}"), "KL (nats/image)": ("test_kl", "{:.1f}")}
+display(Markdown(markdown_table(recorded_rows([f"study_{n}" for n in ("airplane", "frog", "hundred_per_class")], columns))))
 x = study_100.sample(torch.arange(10).repeat_interleave(10), generator=torch.Generator().manual_seed(0)).cpu()
 fig = show_images(x, nrow=10, row_labels=CLASSES, title="100 images per class, 200 epochs: z ~ N(0, I)")
 save_figure(fig, "03_hundred_study")
 
 # %% [markdown]
-# **Posterior collapse.** Two of the three runs have a KL of zero: $q(z \mid x)$ equals the
-# prior, the decoder ignores $z$, and each row above is one image, the average of that class,
-# ten times over: the study's "class-shaped blobs". Which way a run goes is decided early;
+# **Posterior collapse.** Two of the three runs, the frogs and the 100 images per class, have a
+# KL of zero: $q(z \mid x)$ equals the prior, the decoder ignores $z$, and each row above is one
+# image, the average of that class, ten times over: the study's "class-shaped blobs". Their
+# training and test losses agree because a model that ignores $z$ has little left to overfit
+# with: it learns one average image per class, and the average of 100 training images is close
+# to the average of the test images. Which way a run goes is decided early;
 # section 1's plain blocks make reading $z$ hard, and nothing in the study's recipe (no KL
 # warm-up, no free bits, chapter 02) steers it.
 #
 # ### All the data, the study's settings
 
 # %%
-study = CVAE(study_cfg)
-h_study = load_or_train(study, cvae_loss, train_all, study_training(P.cvae),
-                        RUNS / "cvae_study_full.pt", val=val, device=device)
+study_run = recipe("cvae_study_full", P)
+study = CVAE(study_run.model)
+h_study = load_or_train(study, cvae_loss, train_all, study_run.train, RUNS / study_run.checkpoint, val=val,
+                        device=device)
 print(f"study recipe, all data: {len(h_study)} epochs in {h_study.seconds:.0f} s; "
       f"KL on the validation set {h_study['val_kl'][-1]:.1f} nats per image")
 
 # %% [markdown]
+# Read that KL as in the table above: near 0, the run has collapsed and $z$ carries nothing (every
+# sample of a class would be the same image); the more nats, the more $z$ stores about each
+# image, and the more the samples of one class can differ.
+#
 # ### Uniform noise is not the prior
 #
 # The study drew $z \sim U[0, 1)$, but the KL term trained $q(z \mid x)$ towards
@@ -280,45 +305,50 @@ print(f"spread of the grid's images across rows: uniform {spread['uniform']:.3f}
 
 # %% [markdown]
 # Every row of the uniform grid is nearly the same washed-out image: its spread across rows is far
-# smaller. $U[0, 1)$ has mean $\tfrac12$ and standard deviation $1/\sqrt{12}$ per dimension, so a
-# uniform $z$ sits in one corner of the latent space, about $\sqrt{128/3} \approx 6.5$ from the
-# origin, where codes of real images ($\mathcal N(0, I)$, length about $\sqrt{128} \approx 11$)
-# almost never are, and the decoder learned only codes near the prior. Exercise 03 repairs the
+# smaller. Two facts explain it. First, in $d$ dimensions the draws of $\mathcal N(0, I)$ are not
+# near the origin: their squared length is a sum of $d$ squares of mean 1, so almost all of them
+# lie on a thin shell of radius about $\sqrt d$, here $\sqrt{128} \approx 11$. The decoder was
+# trained on codes from that shell. A uniform $z$ has mean $\tfrac12$ in every coordinate, so it
+# sits in one corner of the space (every coordinate positive), about $\sqrt{128/3} \approx 6.5$
+# from the origin (the printed lengths): off the shell, where the decoder has never been.
+# Second, its standard deviation per coordinate is $1/\sqrt{12} \approx 0.29$ against the prior's
+# 1, so uniform draws differ from each other about 3.5 times less than normal ones, and so do
+# the images decoded from them. Exercise 03 repairs the
 # study's sampler with the inverse normal CDF, $z = \Phi^{-1}(u)$.
 #
 # ## 4. Beyond the study
 #
+# Two recipes improve on the study, one aimed at bits/dim and one at samples. One of them uses
+# a **spatial latent**: instead of one vector for the whole image, the code is a small grid over
+# the image (here 8 channels at each of 8x8 positions), so the numbers at each position
+# describe mostly their own patch of the image.
+#
 # | | study | improved for bits/dim | improved for samples |
 # |---|---|---|---|
-# | likelihood | BCE (not a distribution over pixel levels) | mixture of 5 coupled discretised logistics | discretised Gaussian, $\sigma = 0.1$ |
+# | likelihood | BCE (not a distribution over pixel levels) | mixture of 5 coupled discretised logistics | discretised Gaussian, $\sigma_x = 0.1$ |
 # | blocks; latent | plain; vector, 128 | residual; **spatial**, 8 channels on an 8x8 grid | residual; vector, 128 |
 # | encoder sees $y$; KL | no; plain | yes; warm-up | yes; warm-up |
 #
-# The bits/dim recipe gets **the same wall-clock time** as the study's all-data run on your
-# machine: we time a few training steps of each and set its number of steps accordingly.
+# The bits/dim recipe gets **as many training steps** as the study's all-data run, in batches
+# of 32 images instead of 46: about the same computation, on any machine (the next cell counts it).
 
 # %%
-bpd_cfg = CVAEConfig(width=P.cvae.width, residual=True, spatial=True, n_stages=2, latent_dim=8,
-                     likelihood="logistic_mixture", n_mix=5, condition_encoder=True,
-                     kl_warmup_steps=h_study.steps // 8)
-bs = 32
-x, y = train_all.images(46).to(device), train_all.y[:46].to(device)
-ratio = (seconds_per_step(CVAE(study_cfg), cvae_loss, x, y)
-         / seconds_per_step(CVAE(bpd_cfg), cvae_loss, x[:bs], y[:bs]))
-per_epoch = max(1, round(h_study.steps * ratio / P.cvae.epochs))
-print(f"the study's run took {h_study.steps} steps; the bits/dim recipe gets {per_epoch * P.cvae.epochs} "
-      f"steps of {bs} images in the same time (measured step-time ratio {ratio:.2f})")
-improved = CVAE(bpd_cfg)
-h_improved = load_or_train(improved, cvae_loss, train_all,
-                           TrainConfig(epochs=P.cvae.epochs, batch_size=bs, lr=2e-3, max_steps=per_epoch,
-                                       hflip=True, grad_clip=100.0),
-                           RUNS / "cvae_improved_bpd.pt", val=val, device=device)
+from cvae_lib.compute import per_image
+
+r = recipe("cvae_improved_bpd", P)                         # its model: a CVAEConfig with spatial=True
+flops = (per_image(r)[0] * r.train.batch_size) / (per_image(study_run)[0] * study_run.train.batch_size)
+print(f"the study's run: {study_run.steps} steps of {study_run.train.batch_size} images; the bits/dim recipe: "
+      f"{r.steps} steps of {r.train.batch_size}, {flops:.2f} times the study's training FLOPs per step")
+improved = CVAE(r.model)
+h_improved = load_or_train(improved, cvae_loss, train_all, r.train, RUNS / r.checkpoint, val=val, device=device)
 
 # %% [markdown]
 # **The comparison, on the test split.** The study's BCE model has no bits/dim, so we give it the
-# fairest one: its decoder's mean image centres a discretised Gaussian whose $\sigma$, the RMS
-# error (the maximum-likelihood $\sigma$ around fixed means), is fitted on **validation** images.
-# PSNR and SSIM compare the mean reconstructions at $z = \mu$ with the test images.
+# fairest one: its decoder's mean image centres a discretised Gaussian whose width $\sigma_x$
+# (chapter 02), the RMS error (the maximum-likelihood $\sigma_x$ around fixed means), is fitted on
+# **validation** images. The cell checks that choice: of the validation bits/dim at
+# $0.8\,\sigma_x$, $\sigma_x$ and $1.25\,\sigma_x$, the middle one should be the lowest. PSNR and
+# SSIM compare the mean reconstructions at $z = \mu$ with the test images.
 
 # %%
 val_small = val.subset(n_per_class=50, seed=0)          # validation images choose sigma
@@ -330,8 +360,7 @@ scored = {"study recipe": (study, plugin_bpd(study, test, sigma), h_study.second
 display(Markdown(markdown_table(score_rows(scored, test)) + f"\non all {len(test):,} test images, same seed, same machine"))
 
 # %% [markdown]
-# Trained long enough (the `cpu` profile; the smoke profile's few steps cannot tell), the
-# improved recipe wins on every number: a distribution over pixel levels with coupled colour
+# In the `cpu` profile the improved recipe wins on every number: a distribution over pixel levels with coupled colour
 # channels, a latent that keeps *where* things are, residual blocks that train from the first step.
 #
 # ### Likelihood is not sample quality
@@ -340,34 +369,31 @@ display(Markdown(markdown_table(score_rows(scored, test)) + f"\non all {len(test
 # a random *image* rather than a random patch at every position.
 
 # %%
-samples_cfg = CVAEConfig(width=P.cvae.width, residual=True, condition_encoder=True, likelihood="gaussian",
-                         sigma=0.1, kl_warmup_steps=h_study.steps // 8)
-for_samples = CVAE(samples_cfg)
-h_samples = load_or_train(for_samples, cvae_loss, train_all,
-                          TrainConfig(epochs=P.cvae.epochs, batch_size=P.cvae.batch_size, lr=1e-3,
-                                      max_steps=P.cvae.max_steps, hflip=True, grad_clip=100.0),
-                          RUNS / "cvae_improved_samples.pt", device=device)
+r = recipe("cvae_improved_samples", P)                     # sigma = 0.1, a KL warm-up over its first eighth
+for_samples = CVAE(r.model)
+h_samples = load_or_train(for_samples, cvae_loss, train_all, r.train, RUNS / r.checkpoint, device=device)
 y10, g = torch.arange(10), torch.Generator().manual_seed(0)
 rows = {"study (uniform z, as published)": study.sample(y10, noise="uniform", generator=g),
         "study (normal z)": study.sample(y10, generator=g),
         "improved for bits/dim": improved.sample(y10, generator=g),
-        "improved for samples, T = 0.8": for_samples.sample(y10, temperature=0.8, generator=g),
-        "shipped ten-class, T = 0.8": ten.sample(y10, temperature=0.8, generator=g)}
+        "improved for samples, tau = 0.8": for_samples.sample(y10, temperature=0.8, generator=g),
+        "shipped ten-class, tau = 0.8": ten.sample(y10, temperature=0.8, generator=g)}
 save_figure(show_rows(rows, col_labels=CLASSES, title="one sample per class from each model"), "03_samples_compared")
 
 # %% [markdown]
 # The best bits/dim gives the worst-looking samples, coloured texture: independent draws for the
 # 64 positions of its spatial latent are patches that do not agree with each other (it
 # reconstructs well only because the encoder says what is in every patch). The study's model
-# gives grey blobs, the vector-latent models class-coloured layouts ($T$, the temperature, draws
-# $z \sim \mathcal N(0, T^2 I)$). Which samples are better should not be decided by eye:
+# gives grey blobs, the vector-latent models class-coloured layouts ($\tau$, the temperature of
+# chapter 02, draws $z \sim \mathcal N(0, \tau^2 I)$). Which samples are better should not be decided by eye:
 # chapter 05 measures it.
 #
 # ## What this chapter showed
 #
 # - A CVAE maximises the ELBO of $p(x \mid y)$; the label shifts the decoder's code, and an encoder
 #   that sees it lets $z$ leave the class out. Of a class, a CVAE of this size learns mostly colours.
-# - The study's experiments: one class gives its average colours, 1 image per class is memorised,
-#   100 per class overfits, two of the three 200-epoch runs collapsed, and uniform noise is not the prior.
+# - The study's experiments: one class gives its average colours, 1 image per class can be
+#   memorised, and two of the three 200-epoch runs (frogs, 100 per class) did not overfit but
+#   collapsed; uniform noise is not the prior.
 # - A better likelihood, residual blocks and a spatial latent win on bits/dim at about the same
 #   training cost, and still do not give better samples.
