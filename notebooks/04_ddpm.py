@@ -57,6 +57,7 @@ import torch
 
 from cvae_lib.data import CLASSES, load_cifar10
 from cvae_lib.profiles import get_profile
+from cvae_lib.recipes import recipe
 from cvae_lib.runtime import pick_device, seed_everything
 from cvae_lib.train import run_dir
 
@@ -64,6 +65,7 @@ P = get_profile()          # CVAE_PROFILE: smoke | cpu | gpu (read once, here)
 device = pick_device()
 seed_everything(0)
 RUNS = run_dir(P.name)     # checkpoints of this profile
+run = recipe("ddpm", P)    # this chapter's run in this profile: model, process, training, data, checkpoint
 print(f"profile {P.name!r} on {device}; checkpoints in {RUNS}")
 print(P.ddpm, P.diffusion, sep="\n")
 
@@ -77,20 +79,35 @@ print(P.ddpm, P.diffusion, sep="\n")
 # %%
 names = P.diffusion.classes or CLASSES                          # None in the profile: all ten
 classes = [CLASSES.index(c) for c in names]                     # their ids, e.g. [0, 6]
-full = load_cifar10("train").subset(names, n_per_class=P.ddpm.train_per_class, seed=0)
-train, val = full.split(n_val_per_class=P.val_per_class, seed=0)
+train, val = run.data.select(load_cifar10("train"))            # those classes, validation held out
 print("train:", train, "\nvalidation:", len(val))
 
 # %% [markdown]
 # ## 2. The forward process: from an image to noise
 #
-# Diffusion destroys an image $x_0$ in $T$ small steps, each adding a little Gaussian noise of
-# variance $\beta_t$:
+# Inside the process, images live in $[-1, 1]$: `from_unit` maps our pixels from $[0, 1]$ there,
+# by $2x - 1$. Diffusion destroys an image $x_0$ in $T$ small steps, each adding a little
+# Gaussian noise of variance $\beta_t$ (the **noise schedule**; this $\beta_t$ has nothing to do
+# with chapter 02's KL weight $\beta$, both names are standard):
 #
 # $$q(x_t \mid x_{t-1}) = \mathcal N\big(\sqrt{\alpha_t}\, x_{t-1},\ \beta_t I\big), \qquad \alpha_t = 1-\beta_t .$$
 #
-# The factor $\sqrt{\alpha_t}$ shrinks the image a little so that the variance stays near 1.
-# Gaussians compose, so we can jump to any step at once (Ho et al. 2020, Eq. 4):
+# The factor $\sqrt{\alpha_t}$ shrinks the image a little so that the variance does not grow:
+# $\mathrm{Var}(x_t) = \alpha_t \mathrm{Var}(x_{t-1}) + \beta_t$, which is 1 if $\mathrm{Var}(x_{t-1}) = 1$,
+# and pixels in $[-1, 1]$ drift towards that, the variance of the pure noise at the end.
+#
+# Gaussians compose, so we can jump to any step at once. Write $\bar\alpha_t = \alpha_1 \alpha_2 \cdots \alpha_t$
+# (so $\alpha_t \bar\alpha_{t-1} = \bar\alpha_t$) and suppose
+# $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, x_0 + \sqrt{1-\bar\alpha_{t-1}}\, \varepsilon'$ with $\varepsilon' \sim \mathcal N(0, I)$.
+# One more step, with fresh noise $\varepsilon''$, gives
+#
+# $$x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{\beta_t}\, \varepsilon''
+# = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{\alpha_t(1-\bar\alpha_{t-1})}\, \varepsilon' + \sqrt{\beta_t}\, \varepsilon'' ,$$
+#
+# and a sum of independent Gaussians is a Gaussian whose variances add:
+# $\alpha_t(1-\bar\alpha_{t-1}) + \beta_t = \alpha_t - \bar\alpha_t + 1 - \alpha_t = 1 - \bar\alpha_t$. So the form
+# holds at $t$ if it holds at $t - 1$, and at $t = 0$ it holds trivially ($\bar\alpha_0 = 1$, no
+# noise); by induction it holds for every $t$ (Ho et al. 2020, Eq. 4):
 #
 # $$q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\, x_0,\ (1-\bar\alpha_t) I\big), \quad\text{i.e.}\quad
 # x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\, \varepsilon,
@@ -101,7 +118,6 @@ print("train:", train, "\nvalidation:", len(val))
 # > counts from 0, so the library stores $\bar\alpha_t$ at `alpha_bar[t - 1]`, and its functions
 # > take that index, `t - 1` in `0..T-1`. Figure labels use the formulas' $t$.
 #
-# Images live in $[-1, 1]$ inside the process (`from_unit` maps our $[0, 1]$ images there).
 # The library keeps the schedule in a `Diffusion` object, apart from any network; `add_noise`
 # is the jump above (exercise 04 builds it). The course's recipe, `DiffusionConfig.course(T)`,
 # is Ho et al.'s linear schedule plus classifier-free guidance's null label (section 11).
@@ -110,7 +126,7 @@ print("train:", train, "\nvalidation:", len(val))
 from cvae_lib.diffusion import Diffusion, DiffusionConfig, from_unit, to_unit
 from cvae_lib.plotting import save_figure, show_images
 
-diffusion = Diffusion(DiffusionConfig.course(P.diffusion.T)).to(device)
+diffusion = Diffusion(run.process).to(device)                 # run.process: DiffusionConfig.course(T)
 T = diffusion.T
 print(f"T = {T} steps, {diffusion.cfg.schedule} schedule, beta_1 = {diffusion.beta[0]:.2e}, "
       f"beta_T = {diffusion.beta[-1]:.2e}, alpha_bar_T = {diffusion.alpha_bar[-1]:.1e}")
@@ -178,7 +194,8 @@ for name, d in [("linear", diffusion), ("cosine", cosine)]:
 # \qquad
 # \frac{\tilde\mu_t}{\tilde\beta_t} = \frac{\sqrt{\alpha_t}}{\beta_t}\, x_t + \frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}\, x_0 ,$$
 #
-# (using $\alpha_t(1-\bar\alpha_{t-1}) + \beta_t = 1 - \bar\alpha_t$), which is Ho et al.'s Eq. 6-7:
+# (using $\alpha_t(1-\bar\alpha_{t-1}) + \beta_t = 1 - \bar\alpha_t$, the identity of section 2), which is
+# Ho et al.'s Eq. 6-7:
 #
 # $$q(x_{t-1} \mid x_t, x_0) = \mathcal N\big(\tilde\mu_t(x_t, x_0),\ \tilde\beta_t I\big),\qquad
 # \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\, x_0
@@ -209,7 +226,7 @@ print(f"variance             {resid:9.5f}   {(1 - ab_prev) / (1 - ab) * b:9.5f} 
 # %% [markdown]
 # Simulation and formula agree to the precision a million samples allow.
 #
-# **Where Eq. 11 comes from.** At sampling time we do not know $x_0$; the network will guess it.
+# **Where the reverse step's mean comes from (Ho et al. Eq. 11).** At sampling time we do not know $x_0$; the network will guess it.
 # Because $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$, guessing $x_0$ and
 # guessing the noise $\varepsilon$ are the same thing: $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,
 # \varepsilon)/\sqrt{\bar\alpha_t}$. Put this into $\tilde\mu_t$. The coefficient of $x_t$ becomes
@@ -238,11 +255,27 @@ print(f"variance             {resid:9.5f}   {(1 - ab_prev) / (1 - ab) * b:9.5f} 
 # - the **prior** on the top latent is $p(x_T) = \mathcal N(0, I)$;
 # - the **decoder** is the reverse chain $p_\theta(x_{0:T-1} \mid x_T) = \prod_t p_\theta(x_{t-1} \mid x_t)$, one shared network for every $t$.
 #
-# The ELBO is derived exactly as in chapter 02 (Jensen's inequality on $\log p_\theta(x_0) =
-# \log \mathbb E_q[p_\theta(x_{0:T}) / q(x_{1:T} \mid x_0)]$). Rewrite each encoder step with
-# Bayes, $q(x_t \mid x_{t-1}) = q(x_{t-1} \mid x_t, x_0)\, q(x_t \mid x_0) / q(x_{t-1} \mid x_0)$;
-# the last two factors telescope, and the negative ELBO falls apart into one term per layer
-# (Ho et al. 2020, Eq. 5):
+# The ELBO is chapter 02's with $z = x_{1:T}$. Both chains factorise into their steps,
+# $p_\theta(x_{0:T}) = p(x_T) \prod_t p_\theta(x_{t-1} \mid x_t)$ and $q(x_{1:T} \mid x_0) = \prod_t q(x_t \mid x_{t-1})$, so
+#
+# $$-\mathrm{ELBO}(x_0) = \mathbb E_q\Big[-\log \frac{p_\theta(x_{0:T})}{q(x_{1:T} \mid x_0)}\Big]
+# = \mathbb E_q\Big[-\log p(x_T) + \sum_{t=1}^{T} \log \frac{q(x_t \mid x_{t-1})}{p_\theta(x_{t-1} \mid x_t)}\Big].$$
+#
+# Three moves turn this into one term per layer:
+#
+# 1. For $t \ge 2$, rewrite each encoder step with Bayes' rule, conditioning on $x_0$ as well
+#    (which changes nothing, by the Markov property):
+#    $q(x_t \mid x_{t-1}) = q(x_{t-1} \mid x_t, x_0)\, q(x_t \mid x_0) / q(x_{t-1} \mid x_0)$. The step $t = 1$ stays as it is.
+# 2. The ratios $q(x_t \mid x_0) / q(x_{t-1} \mid x_0)$ for $t = 2, \dots, T$ telescope: their logarithms sum
+#    to $\log q(x_T \mid x_0) - \log q(x_1 \mid x_0)$, and the second term cancels the
+#    $\log q(x_1 \mid x_0)$ of the step $t = 1$.
+# 3. What is left pairs up. $\log q(x_T \mid x_0) - \log p(x_T)$ has the expectation
+#    $\mathrm{KL}(q(x_T \mid x_0) \,\|\, p(x_T))$, the top layer against the prior ($L_T$); each
+#    $\log q(x_{t-1} \mid x_t, x_0) - \log p_\theta(x_{t-1} \mid x_t)$, averaged over $x_{t-1}$, is a KL between
+#    the forward posterior of section 4 and the decoder step ($L_{t-1}$); and $-\log p_\theta(x_0 \mid x_1)$ of
+#    the step $t = 1$ remains ($L_0$).
+#
+# So the negative ELBO is a sum of one term per layer (Ho et al. 2020, Eq. 5):
 #
 # $$-\mathrm{ELBO}(x_0) = \underbrace{\mathrm{KL}\big(q(x_T \mid x_0)\,\|\,p(x_T)\big)}_{L_T}
 # + \sum_{t=2}^{T} \underbrace{\mathbb E_q\,\mathrm{KL}\big(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t)\big)}_{L_{t-1}}
@@ -271,11 +304,9 @@ print(f"variance             {resid:9.5f}   {(1 - ab_prev) / (1 - ab) * b:9.5f} 
 # It gave better samples (and a slightly worse likelihood). With $\sigma_t^2 = \tilde\beta_t$ the
 # weight simplifies to $\lambda_t = \tfrac12\big(\mathrm{SNR}_{t-1}/\mathrm{SNR}_t - 1\big) \approx
 # \tfrac12\,(\log \mathrm{SNR}_{t-1} - \log \mathrm{SNR}_t)$: the ELBO weighs each step by how much
-# log-SNR it covers. Kingma et al. (2021, Variational Diffusion Models) take this to continuous
-# time, where the ELBO becomes an integral of the noise-prediction error over $\log\mathrm{SNR}$,
-# and $L_\text{simple}$ is the same integral with a different weighting of the noise levels. The
-# next cell computes $\lambda_t$ for our schedule both ways (they agree), and the one after
-# plots it against $L_\text{simple}$'s constant weight.
+# log-SNR it covers (Kingma et al. 2021 make this exact in continuous time). The next cell
+# computes $\lambda_t$ for our schedule both ways (they agree), and the one after plots it against
+# $L_\text{simple}$'s constant weight.
 
 # %%
 from cvae_lib.diffusion import beta_schedule
@@ -304,9 +335,8 @@ save_figure(fig, "04_elbo_weights")
 # steps, where $x_t$ is nearly clean and the noise to predict is a faint layer over the image's
 # finest detail; smallest about a third of the way along the chain, where the objects and their
 # shapes are decided; and rising again towards $t = T$ (the printed numbers give the extremes).
-# $L_\text{simple}$ takes weight from the nearly clean steps and gives it to the harder,
-# noisier ones. The DDPM paper (Ho et al. 2020, section 3.4) found that this gives better
-# samples, at the price of a slightly worse likelihood.
+# $L_\text{simple}$ takes weight from the nearly clean steps and gives it to the noisier ones,
+# where the objects and their shapes are decided.
 #
 # | | VAE (chapter 02) | DDPM (this chapter) |
 # |---|---|---|
@@ -326,16 +356,25 @@ save_figure(fig, "04_elbo_weights")
 #
 # ## 6. The loss in practice, and the label
 #
-# The network $\varepsilon_\theta(x_t, t, y)$ also sees the class $y$. For classifier-free
-# guidance (section 11), the label is replaced by a "null" class (id 10, one more than
-# CIFAR-10's classes) one time in ten, so the same network also learns the unconditional model.
-# Exercise 04 builds the loss $L_\text{simple}$; here we call the library's version on one batch
-# of an untrained network.
+# The network $\varepsilon_\theta(x_t, t, y)$ is a **U-Net** (section 7 gives its parts). Its shape
+# is a U: a *down path* of convolutional blocks halves the resolution step by step (32x32, then
+# 16x16, then 8x8) while adding channels, so that deeper layers see larger parts of the image; a
+# *bottleneck* works at the lowest resolution; and an *up path* mirrors the down path, doubling
+# the resolution back to 32x32. *Skip connections* hand each level's features from the down path
+# to the same level of the up path, so that fine detail need not squeeze through the bottleneck.
+# The output has the input's shape, $3 \times 32 \times 32$, because what the network predicts, the
+# noise $\varepsilon$, is an image-sized tensor.
+#
+# Besides $x_t$, the network sees the step $t$ and the class $y$. For classifier-free guidance
+# (section 11), the label is replaced by a "null" class (id 10, one more than CIFAR-10's
+# classes) one time in ten, so the same network also learns the unconditional model. Exercise 04
+# builds the loss $L_\text{simple}$; here we call the library's version on one batch of an
+# untrained network.
 
 # %%
 from cvae_lib.models.unet import UNet, UNetConfig
 
-model = UNet(UNetConfig.course(P.ddpm.width))   # levels at 32, 16, 8; attention at 16; + null class
+model = UNet(run.model)    # UNetConfig.course: levels at 32, 16, 8; attention at 16; + null class
 x, y = next(train.batches(8, seed=0))                         # x (8, 3, 32, 32) in [0, 1], y (8,)
 loss = diffusion.train_loss(model, x, y)                      # maps x to [-1, 1], draws t, eps, drops labels
 print(f"L_simple of the untrained network on one batch: {loss:.4f}")
@@ -346,10 +385,13 @@ print(f"L_simple of the untrained network on one batch: {loss:.4f}")
 #
 # ## 7. The network: a small U-Net
 #
-# The denoiser is the U-Net of Ho et al.: residual blocks with GroupNorm, the step $t$ fed in as
-# a sinusoidal embedding, self-attention at 16x16, skip connections from the down path to the up
-# path, and (our addition) a class embedding with one extra row for the null class. The paper's
-# CIFAR-10 network is much larger; ours is a small member of the same family.
+# The denoiser is the U-Net of Ho et al., with the shape of section 6. Its parts: each block is
+# a residual block (two convolutions whose output is added to the input) with GroupNorm (a
+# normalisation over groups of channels); the step $t$ enters every block as a sinusoidal
+# embedding (sines and cosines of $t$ at many frequencies, like a transformer's position code);
+# self-attention at 16x16 lets distant pixels exchange information; and (our addition) a class
+# embedding, with one extra row for the null class, is added to the step's. The paper's CIFAR-10
+# network is much larger; ours is a small member of the same family.
 
 # %%
 n_ours = sum(p.numel() for p in model.parameters())
@@ -368,12 +410,12 @@ print(model.cfg)
 # $d$ = `P.diffusion.ema_decay`, a horizon of a small fraction of the run.
 
 # %%
-from cvae_lib.train import EMA, TrainConfig, load_or_train
+from cvae_lib.train import EMA, load_or_train
 
-ema = EMA(model, decay=P.diffusion.ema_decay)
-tcfg = TrainConfig(epochs=P.ddpm.epochs, batch_size=P.ddpm.batch_size, lr=2e-3, warmup_steps=100,
-                   grad_clip=1.0, hflip=True, max_steps=P.ddpm.max_steps)
-history = load_or_train(model, diffusion.train_loss, train, tcfg, RUNS / "ddpm.pt", val=val,
+ema = EMA(model, decay=run.ema_decay)                     # P.diffusion.ema_decay
+tcfg = run.train                                          # a TrainConfig
+print(tcfg)
+history = load_or_train(model, diffusion.train_loss, train, tcfg, RUNS / run.checkpoint, val=val,
                         ema=ema, device=device)
 n_seen = history.steps * tcfg.batch_size                   # training images seen (steps x batch)
 print(f"trained {len(history)} epochs ({n_seen} images) in {history.seconds:.0f} s, "
@@ -387,19 +429,21 @@ fig = loss_curves(history, title="DDPM: noise-prediction MSE")
 save_figure(fig, "04_loss")
 
 # %% [markdown]
-# The loss falls from about 1 towards 0.1 and keeps creeping down: unlike a VAE's, a diffusion
-# loss is an average over all noise levels, and most of the remaining error sits at small $t$,
-# where the noise is too faint to be told apart from image detail.
+# The loss falls (in the `cpu` profile the curve has one point per epoch, so read its direction,
+# not its shape). A diffusion loss is an average over all noise levels. At large $t$, $x_t$ is
+# nearly the noise itself, so predicting $\varepsilon$ is easy and costs little; most of the
+# remaining error sits at small $t$, where the noise is too faint to be told apart from image
+# detail.
 #
 # ### The same recipe, trained longer
 #
 # A few CPU minutes are far too few steps for a diffusion model (the paper trained for 800,000
-# steps of 128 images). So the course ships `checkpoints/ddpm_cpu.safetensors`: this U-Net,
-# schedule and label drop, trained by `tools/train_ddpm.py` on airplanes and frogs for many
-# more steps on a CPU, with a cosine learning-rate decay and a longer EMA. If it learned this
-# profile's classes, the rest of the chapter samples from it; set `USE_SHIPPED = False` to
-# sample from the model you just trained instead. Same noise, same sampler (DDIM, $\eta = 1$;
-# section 10 explains both):
+# steps of 128 images). So the course ships this U-Net, schedule and label drop, trained on
+# airplanes and frogs for many more steps on a CPU, with a cosine learning-rate decay and a
+# longer EMA. If it learned this profile's classes, the rest of the chapter samples from it; set
+# `USE_SHIPPED = False` to sample from the model you just trained instead. Both draw from the
+# same noise with the same sampler (DDIM with $\eta = 1$; sections 9 and 10 explain how sampling
+# works, so for now just compare the images):
 
 # %%
 from dataclasses import asdict
@@ -435,8 +479,7 @@ else:
 # no objects. The bottom row starts to draw them: several airplanes have a fuselage and wings
 # against the sky, while the frogs are still mostly texture with now and then a blob. Colour
 # comes first, shape much later. (If the cell printed that the shipped model learned other
-# classes, there is no figure, and the rest of the chapter samples from your own run. In the
-# smoke profile the top row is still noise: a handful of steps teach the network nothing.)
+# classes, there is no figure, and the rest of the chapter samples from your own run.)
 #
 # ## 9. Sampling: ancestral sampling (Algorithm 2)
 #
@@ -444,15 +487,17 @@ else:
 # $t = T, T-1, \dots, 1$:
 #
 # $$x_{t-1} = \frac{1}{\sqrt{\alpha_t}} \Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,
-# \varepsilon_\theta(x_t, t, y)\Big) + \sigma_t z, \qquad z \sim \mathcal N(0, I),
+# \varepsilon_\theta(x_t, t, y)\Big) + \sigma_t \xi, \qquad \xi \sim \mathcal N(0, I),
 # \qquad \sigma_t^2 = \tilde\beta_t ,$$
 #
 # with no noise in the last step ($t = 1$, where $\tilde\beta_1 = 0$ anyway). That is $T$ network
 # calls per batch. Exercise 04 builds one such step and the whole loop; here the library's
 # `ddpm_sample` runs it. The library computes the mean in its $\hat x_0$ form (section 4's
 # $\tilde\mu_t$ with the predicted $\hat x_0$, which is the same mean) and first clips $\hat x_0$
-# to $[-1, 1]$, a standard safeguard against drifting out of the image range. We draw the same
-# images twice, with the clipping switched off and on:
+# to $[-1, 1]$, a standard safeguard against drifting out of the image range. (We write $\xi$ for
+# the fresh noise of each step, to keep it apart from the $\varepsilon$ that the network predicts.)
+# We draw the same images twice, with the clipping switched off and on; this cell only draws
+# them, and the figure of section 10 shows them next to DDIM's samples.
 
 # %%
 n, T = P.diffusion.n_ddpm, diffusion.T                       # T of the model we sample from
@@ -463,6 +508,8 @@ t0 = time.perf_counter()
 x_ddpm = diffusion.ddpm_sample(eps_model, n, y_plane, generator=torch.Generator(device).manual_seed(0))
 seconds_ddpm = time.perf_counter() - t0
 print(f"DDPM, {T} steps: {n / seconds_ddpm:.2f} images/s ({n} images)")
+for name, xs in (("without clipping", x_no_clip), ("with clipping", x_ddpm)):   # pixels in [0, 1]
+    print(f"{name:>16}: {float(((xs <= 0) | (xs >= 1)).float().mean()):.0%} of the pixel values saturated (at 0 or 1)")
 
 # %% [markdown]
 # ## 10. DDIM: the same network, far fewer steps
@@ -473,11 +520,11 @@ print(f"DDPM, {T} steps: {n / seconds_ddpm:.2f} images/s ({n} images)")
 # (write $\bar\alpha = \bar\alpha_t$, $\bar\alpha' = \bar\alpha_{t'}$):
 #
 # $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha}\;\hat\varepsilon}{\sqrt{\bar\alpha}},\qquad
-# x_{t'} = \sqrt{\bar\alpha'}\;\hat x_0 + \sqrt{1-\bar\alpha'-\sigma^2}\;\hat\varepsilon + \sigma z,\qquad
+# x_{t'} = \sqrt{\bar\alpha'}\;\hat x_0 + \sqrt{1-\bar\alpha'-\sigma^2}\;\hat\varepsilon + \sigma \xi,\qquad
 # \sigma = \eta\,\sqrt{\frac{1-\bar\alpha'}{1-\bar\alpha}}\,\sqrt{1-\frac{\bar\alpha}{\bar\alpha'}}$$
 #
-# (Song et al. Eq. 12 and 16), with $\hat\varepsilon = \varepsilon_\theta(x_t, t, y)$ and
-# $z \sim \mathcal N(0, I)$. Read it as: predict the clean image, then re-noise it to the level
+# (Song et al. Eq. 12 and 16), with $\hat\varepsilon = \varepsilon_\theta(x_t, t, y)$ and fresh noise
+# $\xi \sim \mathcal N(0, I)$. Read it as: predict the clean image, then re-noise it to the level
 # of $t'$, partly with the predicted noise and partly with fresh noise of variance $\sigma^2$.
 #
 # - $\eta = 0$: no fresh noise. The sampler is **deterministic**: the starting noise $x_T$
@@ -487,14 +534,14 @@ print(f"DDPM, {T} steps: {n / seconds_ddpm:.2f} images/s ({n} images)")
 #   is the ancestral sampler of a shorter chain with the same $\bar\alpha$'s.
 #
 # Exercise 04 builds this update. The library's `ddim_step` is it; the cell checks the second
-# bullet on random tensors, one step with $\eta = 1$ against one DDPM step with the same $z$:
+# bullet on random tensors, one step with $\eta = 1$ against one DDPM step with the same $\xi$:
 
 # %%
 g = torch.Generator().manual_seed(0)
-xt, eps_hat, z = (torch.randn((2, 3, 32, 32), generator=g) for _ in range(3))
+xt, eps_hat, xi = (torch.randn((2, 3, 32, 32), generator=g) for _ in range(3))
 i = T // 2                                                    # a library index: the formulas' t = i + 1
-x_ddim = diffusion.ddim_step(eps_hat, i, i - 1, xt, eta=1.0, noise=z)
-x_step = diffusion.step(eps_hat, i, xt, noise=z)
+x_ddim = diffusion.ddim_step(eps_hat, i, i - 1, xt, eta=1.0, noise=xi)
+x_step = diffusion.step(eps_hat, i, xt, noise=xi)
 print(f"DDIM (eta 1, one step back) against DDPM: largest difference {(x_ddim - x_step).abs().max():.1e}")
 
 # %% [markdown]
@@ -534,11 +581,15 @@ for name, r in zip(labels[1:], rates[1:]):
 # colours. The rest of the course samples with DDIM, 50 steps, $\eta = 1$: a choice made by
 # looking at these samples, not at any test score.
 #
-# Look at the first row too. After a short run the network's noise predictions are still
-# rough at small $t$, and over $T$ unclipped steps those errors can push the pixels out of
-# range (saturated, flat colours). Clipping $\hat x_0$ to $[-1, 1]$ in every step, as the
-# library does by default, keeps the chain on track: one cheap reason why a DDPM run can give
-# "pure noise" or garbage while the network itself is fine.
+# Look at the first two rows too: the same network and starting noise, without and with
+# clipping (with `USE_SHIPPED = True`, the shipped network; the cell of section 9 printed how
+# many of their pixel values ended saturated). Without clipping, small errors in the noise
+# predictions are amplified wherever $\hat x_0$ divides by a small $\sqrt{\bar\alpha_t}$, carried
+# from step to step over all $T$ steps, and can push the pixels out of range, as far as a flat
+# black or white image, even for a network trained for much longer than yours. Clipping
+# $\hat x_0$ to $[-1, 1]$ in every step, as the library does by default, keeps the chain on track:
+# one cheap reason why a DDPM run can give "pure noise" or garbage while the network itself is
+# fine. (With `USE_SHIPPED = False`, compare your own run's two rows the same way.)
 #
 # ## 11. Classifier-free guidance
 #
@@ -549,7 +600,9 @@ for name, r in zip(labels[1:], rates[1:]):
 #
 # $$\tilde\varepsilon = \varepsilon_\theta(x_t, t, \varnothing) + w\,\big(\varepsilon_\theta(x_t, t, y) - \varepsilon_\theta(x_t, t, \varnothing)\big).$$
 #
-# **Why it works, in one line of Bayes.** A noise prediction is a scaled *score*:
+# **Why it works, in one line of Bayes.** The **score** of a distribution $p(x)$ is the gradient of
+# its log-density, $\nabla_x \log p(x)$: at every point, the direction in which the density rises
+# fastest. A noise prediction is a scaled score:
 # $\varepsilon_\theta(x_t, t, y) \approx -\sqrt{1-\bar\alpha_t}\;\nabla_{x_t} \log p(x_t \mid y)$
 # (the best guess of $\varepsilon$ given $x_t$ points away from where the data is dense; this
 # is denoising score matching, Vincent 2011), and with $\varnothing$ the same holds for $p(x_t)$.
@@ -615,29 +668,27 @@ save_figure(fig, "04_samples")
 # still green-brown texture around a darker blob. The model you trained above in a few minutes
 # (the first row of the comparison in section 8) gets each class's colours but no shape, only
 # texture: the state in which the study's DDPM "produced noise". Its loss was already low,
-# because most of the loss is easy, large-$t$ denoising; the details need far more steps: the
-# paper trained for 800,000 steps of 128 images (FID 3.17, Ho et al. 2020), and public
-# reproductions reach FID ~9 after 47,000. Chapter 05 measures how far these samples are from
+# because at large $t$ predicting the noise is easy; a low loss says little about shapes, which
+# are decided at middle noise levels and need far more steps: the paper trained for 800,000
+# steps of 128 images (FID 3.17, Ho et al. 2020), and public reproductions reach FID ~9 after
+# 47,000. Chapter 05 measures how far these samples are from
 # real ones.
 #
 # ### All ten classes (shipped)
 #
 # Two classes are the easy case: guidance only has to tell sky from grass. The course also
-# ships the same U-Net and recipe trained on the whole training split of all ten classes
-# (`checkpoints/ddpm_ten_class.safetensors`). Its file also records how chapter 05's **judge**
-# scores its samples, unguided and at $w = 2$:
+# ships the same U-Net and recipe trained on the whole training split of all ten classes. Its
+# file also records how the **judge** scores its samples, with plain conditioning ($w = 1$) and
+# with guidance $w = 2$:
 #
-# > **The judge, FD and KID, in brief** (chapter 05 defines and tests them). The *judge* is a
-# > small CIFAR-10 classifier shipped with the course, trained on real images only. It scores a
-# > set of samples three ways. **Class accuracy**: the share of samples drawn for class $y$ that
-# > it labels $y$; chance is one in ten, and its accuracy on real test images is the ceiling.
-# > **FD**, the Fréchet distance: fit a Gaussian to the judge's features of the samples and one
-# > to its features of the test images, and measure
-# > $\lVert\mu_s-\mu_r\rVert^2 + \operatorname{tr}\big(\Sigma_s+\Sigma_r-2(\Sigma_s\Sigma_r)^{1/2}\big)$
-# > (FID is the same with an ImageNet network's features). **KID**, the kernel distance: an
-# > unbiased estimate of how far apart the two feature sets are, better than FD for small
-# > sample counts. For FD and KID lower is better and 0 means the same feature statistics; they
-# > can be compared only with numbers measured the same way.
+# > **The judge, FD and KID, in brief** (chapter 03 met the judge; chapter 05 defines all three
+# > and tests them). The *judge* is the course's small CIFAR-10 classifier, trained on real images
+# > only. **Class accuracy**: the share of samples drawn for class $y$ that it labels $y$ (chance
+# > is one in ten; its accuracy on real test images is the reference). **FD**, the Fréchet
+# > distance between Gaussians fitted to the judge's features of the samples and of the test
+# > images, and **KID**, a kernel distance between the same features that is fairer at small
+# > sample counts: lower is closer to real images, and both can be compared only between
+# > numbers measured the same way.
 
 # %%
 from IPython.display import Markdown, display
@@ -659,13 +710,16 @@ def score(name, s):   # one row of the table from a file's recorded judge scores
 
 table = [score(f"ten-class DDPM, w = {float(w):g}", s) for w, s in meta_ten["judge"].items()]
 table += [score("chapter 03's ten-class CVAE", cvae_ten),
-          {"model": "real test images", "judge accuracy": f"{judge_acc:.0%}", "FD": "0 (the reference)", "KID": "0", "samples": "all"}]
+          {"model": "real test images", "judge accuracy": f"{judge_acc:.0%}", "FD": "n/a (the reference set)",
+           "KID": "n/a", "samples": "all"}]
 display(Markdown(markdown_table(table)))
 
 # %% [markdown]
 # Guidance nearly doubles the share of samples the judge recognises and lowers the FD, and
-# both DDPM rows are far closer to the test images than chapter 03's CVAE. Now look at the
-# samples themselves, with the same sampler as above, six per class (fewer in the smoke profile):
+# both DDPM rows are far closer to the test images than chapter 03's CVAE. The real-images row
+# has no FD or KID: the test images are the reference the other rows are measured against.
+# (Other real images would not score 0 against them: chapter 05 measures that floor.) Now look
+# at the samples themselves, with the same sampler as above, up to six per class:
 
 # %%
 ten = load_weights(shipped("ddpm_ten_class"), UNet, UNetConfig).to(device)        # checksum-verified
