@@ -46,7 +46,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     args = ap.parse_args()
     device = pick_device()
+    write(measure(samplers(args, device), args, device), args, device)
 
+
+def samplers(args, device) -> dict:
+    """Chapter 05's three diffusion rows on the shipped models: name -> a call that draws args.n images."""
     meta = read_metadata(shipped("ddpm_cpu"))["metrics"]
     ddpm = load_weights(shipped("ddpm_cpu"), UNet, UNetConfig).to(device)
     d_img = Diffusion(DiffusionConfig(**meta["diffusion"])).to(device)
@@ -60,9 +64,13 @@ def main() -> None:
         return lambda: diffusion.ddim_sample(model, args.n, y, steps=args.steps, shape=shape, progress=False,
                                              generator=torch.Generator(device).manual_seed(0), **kw)
 
-    rows = {"pixel DDPM, eta 1": row(d_img, ddpm, (3, 32, 32), eta=1.0),
+    return {"pixel DDPM, eta 1": row(d_img, ddpm, (3, 32, 32), eta=1.0),
             "pixel DDPM, guided w=2": row(d_img, ddpm, (3, 32, 32), eta=1.0, guidance=2.0),
             "latent prior, guided": row(d_lat, prior, latent_shape, eta=1.0, guidance=meta_ldm["guidance"])}
+
+
+def measure(rows: dict, args, device) -> list[dict]:
+    """Each row sampled once in NCHW and once in NHWC: seconds, and the largest difference."""
     results = []
     rule = Diffusion.samples_nhwc
     for name, draw in rows.items():
@@ -76,6 +84,11 @@ def main() -> None:
         results.append({"row": name, "n": args.n, "steps": args.steps, "nchw_s": round(t["NCHW"], 2),
                         "nhwc_s": round(t["NHWC"], 2), "speedup": round(t["NCHW"] / t["NHWC"], 2),
                         "max_abs_diff": float((x["NCHW"] - x["NHWC"]).abs().max())})
+    return results
+
+
+def write(results: list[dict], args, device) -> None:
+    """results/sampling-layout-<device>.json and .md."""
     info = describe(device)
     OUT.mkdir(exist_ok=True)
     stem = OUT / f"sampling-layout-{device.type}"

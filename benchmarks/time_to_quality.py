@@ -169,14 +169,8 @@ def _latent(args, device, P, objective: str):
     cfg = run.train
 
     def sample(nfe: int, solver: str = "euler", n: int | None = None):
-        ldm = LatentDiffusion(first, ema.model.eval(), process)
         y = y_gen if n is None else _labels(y_gen, n)
-        steps = nfe if solver == "euler" else (nfe + 1) // 2          # Heun: 2 * steps - 1 NFE
-        eta = 0.0 if args.final_nfe else 1.0                          # the NFE sweep: the DDPM's ODE sampler
-        x = torch.cat([ldm.sample(yb, steps=steps, eta=eta, guidance=args.guidance, solver=solver,
-                                  generator=torch.Generator(device).manual_seed(i), progress=False).cpu()
-                       for i, yb in enumerate(y.split(500))])
-        return x, y
+        return _sample_latents(LatentDiffusion(first, ema.model.eval(), process), y, nfe, solver, args, device), y
 
     def score():          # in an NFE comparison both at 20 NFE; else each at its chapter's sampler
         x, y = sample(20 if objective == "flow" or args.final_nfe else 50)
@@ -196,6 +190,16 @@ def _latent(args, device, P, objective: str):
         "ema_decay": args.ema_decay, "first_stage": first_file.name,
         "first_stage_minutes": read_metadata(first_file)["metrics"]["train_seconds"] / 60,
         "final": lambda: [final(n, s) for n in args.final_nfe for s in solvers]}
+
+
+def _sample_latents(ldm: LatentDiffusion, y: torch.Tensor, nfe: int, solver: str, args, device) -> torch.Tensor:
+    """Images for labels y from `ldm` at `nfe` network evaluations (Heun: 2 x steps - 1), in chunks of
+    500, each chunk from its own seeded generator; eta 0 in an NFE sweep (the DDPM's ODE sampler)."""
+    steps = nfe if solver == "euler" else (nfe + 1) // 2
+    eta = 0.0 if args.final_nfe else 1.0
+    return torch.cat([ldm.sample(yb, steps=steps, eta=eta, guidance=args.guidance, solver=solver,
+                                 generator=torch.Generator(device).manual_seed(i), progress=False).cpu()
+                      for i, yb in enumerate(y.split(500))])
 
 
 def _labels(y_gen: torch.Tensor, n: int) -> torch.Tensor:
@@ -258,13 +262,9 @@ DIFFUSION_SETUPS = {"ddpm": _ddpm, "ldm": _ldm, "lfm": _lfm, "peer-ddpm-pytorch"
                     "peer-diffusers": _peer_diffusers}
 
 
-def run(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    seed_everything(0)
-    model, loss_fn, train, cfg, ema, score, facts = setup(args, device)
-    final = facts.pop("final", None)
+def _start(args, device, cfg, facts, model) -> tuple[dict, Path, Path, bool]:
+    """The results dict (the points already measured, when resuming the same setting), the result
+    and checkpoint paths, and whether minutes are CPU time (one thread on a CPU)."""
     name = f"ttq-{args.model}-{device.type}" + ("-quick" if args.quick else "")
     ckpt = Path(args.run_dir or cache_dir() / "ttq") / f"{name}.pt"
     out = Path(args.out)
@@ -281,9 +281,19 @@ def run(args) -> dict:
         if old.get("setting") == json.loads(json.dumps(setting)):
             result["points"] = old["points"]           # resume: keep what was measured
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    n_params = sum(p.numel() for p in model.parameters())
-    result["parameters"] = n_params
-    print(f"{args.model}: {n_params / 1e6:.2f}M parameters, {len(train)} training images, batch "
+    result["parameters"] = sum(p.numel() for p in model.parameters())
+    return result, result_path, ckpt, cpu_clock
+
+
+def run(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    seed_everything(0)
+    model, loss_fn, train, cfg, ema, score, facts = setup(args, device)
+    final = facts.pop("final", None)
+    result, result_path, ckpt, cpu_clock = _start(args, device, cfg, facts, model)
+    print(f"{args.model}: {result['parameters'] / 1e6:.2f}M parameters, {len(train)} training images, batch "
           f"{cfg.batch_size}, scored every {cfg.max_steps} steps, budget {args.minutes} training minutes "
           f"({'CPU time of one thread' if cpu_clock else 'wall time'}), on {device}; checkpoint {ckpt}")
     # One thread on a CPU: the training minutes are the process's CPU time (outside scoring), which
@@ -301,8 +311,8 @@ def run(args) -> dict:
                  "score_seconds": time.perf_counter() - t0, **scores}
         result["points"].append(point)
         result_path.write_text(json.dumps(result, indent=2))
-        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in point.items())
-        print(f"  {shown}", flush=True)
+        print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in point.items()),
+              flush=True)
         clock["mark"] = time.process_time()
         return minutes >= args.minutes
 
@@ -314,9 +324,14 @@ def run(args) -> dict:
         t1 = time.perf_counter()
         result["final"] = final()
         result["final_seconds"] = time.perf_counter() - t1
+    return _finish(result, result_path)
+
+
+def _finish(result: dict, result_path: Path) -> dict:
+    """Write the results file, its table (.md) and its curve (.png), and print the table."""
     result_path.write_text(json.dumps(result, indent=2))
-    (out / f"{name}.md").write_text(markdown(result))
-    plot(result, out / f"{name}.png")
+    result_path.with_suffix(".md").write_text(markdown(result))
+    plot(result, result_path.with_suffix(".png"))
     print(markdown(result))
     return result
 
@@ -429,7 +444,7 @@ def _plot_all(runs: dict, path: Path, minutes: float) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=(*MODELS, "summary"),
                    help="a model to train and score, or `summary`: the table and plot of the diffusion runs in --out")
@@ -457,7 +472,11 @@ def main(argv=None) -> dict:
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--run-dir", default=None, help="where the resumable checkpoint lives")
     p.add_argument("--out", default=str(OUT))
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> dict:
+    args = _parser().parse_args(argv)
     if args.model == "summary":
         text = summarize(Path(args.out), args.minutes)
         print(text)

@@ -169,16 +169,7 @@ def train_prior(args, device, judge, first: FirstStage) -> None:
     shipped_prior = round_to_float16(ema.model.eval())    # shipped in float16: measure the rounded weights
     ldm = LatentDiffusion(first, shipped_prior, diffusion)
 
-    # chapter 05's protocol: n_eval samples split over the classes, DDIM-50 with eta 1, seed 0
-    C = [CLASSES.index(c) for c in args.classes]
-    y = torch.tensor(C).repeat_interleave(args.n_eval // len(C))
-    ref_train = infer(judge.features, train.subset(args.classes, n_per_class=1000, seed=0).images(), device=device)
-    ref_test = infer(judge.features, test.images(), device=device)
-    scores = {}
-    for w in GUIDANCE:   # the weight is chosen against *training* images; the test split only reports
-        x = ldm.sample(y, steps=50, eta=1.0, guidance=w, generator=torch.Generator(device).manual_seed(0))
-        scores[w] = {"train": judge_scores(judge, x, y, ref_train), "test": judge_scores(judge, x, y, ref_test)}
-        print(f"guidance {w}: " + "; ".join(f"{k} FD {v['fd']:.1f} acc {v['acc']:.1%}" for k, v in scores[w].items()))
+    y, scores = judge_guidance(ldm, judge, train, test, args, device)
     best = min(GUIDANCE, key=lambda w: scores[w]["train"]["fd"])
     check = check_subset(args.classes)
     metrics = {
@@ -196,6 +187,22 @@ def train_prior(args, device, judge, first: FirstStage) -> None:
     ship(shipped_prior, renamed(args, f"{args.name}_prior", batch_size=args.prior_batch_size), history, metrics,
          f"prior: guidance {best} (chosen on training images): test judge FD {t['fd']:.1f}, "
          f"class accuracy {t['acc']:.1%} on {len(y)} samples", dtype=torch.float16)
+
+
+def judge_guidance(ldm: LatentDiffusion, judge, train, test, args, device) -> tuple[torch.Tensor, dict]:
+    """Chapter 05's protocol at every weight in GUIDANCE: n_eval samples split over the classes,
+    DDIM-50 with eta 1, seed 0, judged against training images (which choose the weight) and
+    test images (which only report). Returns (the labels, {w: {"train": scores, "test": scores}})."""
+    C = [CLASSES.index(c) for c in args.classes]
+    y = torch.tensor(C).repeat_interleave(args.n_eval // len(C))
+    ref_train = infer(judge.features, train.subset(args.classes, n_per_class=1000, seed=0).images(), device=device)
+    ref_test = infer(judge.features, test.images(), device=device)
+    scores = {}
+    for w in GUIDANCE:
+        x = ldm.sample(y, steps=50, eta=1.0, guidance=w, generator=torch.Generator(device).manual_seed(0))
+        scores[w] = {"train": judge_scores(judge, x, y, ref_train), "test": judge_scores(judge, x, y, ref_test)}
+        print(f"guidance {w}: " + "; ".join(f"{k} FD {v['fd']:.1f} acc {v['acc']:.1%}" for k, v in scores[w].items()))
+    return y, scores
 
 
 def main(argv=None) -> None:
