@@ -257,16 +257,18 @@ show_images(run["samples"], nrow=8, title="your VAE's samples: z ~ N(0, I), deco
 # the end, (b) the reconstruction term at the end, (c) the samples. Why?
 
 # %% [markdown] tags=["prediction"]
-# **Answer.** (a) The KL ends much **higher**, and keeps growing. (b) The reconstruction term
-# ends **lower** (better reconstructions). (c) The samples look **worse**: high-contrast
-# blotches or noise rather than blurry, image-like colour layouts.
+# **Answer.** (a) The KL ends several times **higher**, and is still growing. (b) The
+# reconstruction term ends somewhat **lower** (better reconstructions; in a short run the gap is
+# small). (c) The samples are **no better**, although the reconstructions are: nothing says that
+# codes drawn from $\mathcal N(0, I)$ decode to images, and in a longer run they become blotches
+# unlike any training image.
 #
 # **Why.** With $\beta = 0$ the objective is the reconstruction term alone: a plain autoencoder
 # with a little noise on its code. The encoder is free to spread the codes of different images
 # far apart and to shrink $\sigma$, which lets the decoder tell them apart (better
-# reconstructions) but moves $q(z \mid x)$ far from $\mathcal N(0, I)$: the KL, which is only
-# measured, grows. Samples $z \sim \mathcal N(0, I)$ then land where the decoder saw no codes
-# during training, exactly as chapter 01's autoencoder did. The KL term is what makes the prior a
+# reconstructions) but moves $q(z \mid x)$ away from $\mathcal N(0, I)$: the KL, which is only
+# measured, grows. Samples $z \sim \mathcal N(0, I)$ then land in regions the codes of real
+# images need not cover, as with chapter 01's autoencoder. The KL term is what makes the prior a
 # place the decoder knows; $\beta$ trades reconstruction against that.
 
 # %% tags=["experiment"]
