@@ -234,7 +234,7 @@ def test_garbage_on_the_graders_channel_stops_that_notebook_only(graded):
 
 
 def test_hostile_run_stays_fast(graded):
-    assert graded["seconds"] < 120, f"grading ten notebooks took {graded['seconds']:.0f} s"
+    assert graded["seconds"] < 240, f"grading ten notebooks took {graded['seconds']:.0f} s"   # about 60 on an idle VM
 
 
 def test_sleeping_notebook_hits_the_wall_clock_limit(tmp_path):

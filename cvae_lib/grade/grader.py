@@ -386,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-time", type=float, default=None,
                         help="processor seconds allowed per process of a notebook (default: the --timeout)")
     parser.add_argument("--memory", type=float, default=8,
-                        help="GiB per notebook: each process's address space (torch maps ~3.3), and with cgroups "
-                             "the memory of all its processes together")
+                        help="GiB per notebook: each process's address space (Python with torch maps about 3.0), "
+                             "and with cgroups the memory of all its processes together")
     parser.add_argument("--disk", type=float, default=256, help="MiB a notebook may write (its folder and /tmp)")
     parser.add_argument("--processes", type=int, default=64,
                         help="processes and threads per notebook, all together (0: no limit)")

@@ -63,9 +63,9 @@ class Minimum:
 
 # Floors, from grading solutions/ex01..ex06 one notebook at a time on a loaded 2-core Debian VM
 # (docs/grading.md has the table): the slowest took 11 s on the clock and 5 s of processor time;
-# the worker maps at most 3.3 GiB of address space (torch alone about 3.1), its cgroup peaks at
-# 0.4 GiB of memory and 4 tasks (bwrap twice, Python, one helper), with one thread; a notebook
-# writes under 1 KB. The floors leave room for a slower machine; they are not recommendations.
+# the worker maps at most 3.3 GiB of address space (about 3.0 once torch is imported), its cgroup
+# peaks at 0.4 GiB of memory and 4 tasks (bwrap twice, Python with one thread); a notebook writes
+# under 1 KB. The floors leave room for a slower machine; they are not recommendations.
 MINIMUM = Minimum(wall_s=20, cpu_s=10, memory_bytes=int(3.5 * GiB), disk_bytes=4 * MiB, processes=8)
 
 
