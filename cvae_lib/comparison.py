@@ -26,7 +26,7 @@ from .models.ae import AEConfig, Autoencoder
 from .models.cvae import CVAE, CVAEConfig
 from .models.first_stage import FirstStage, FirstStageConfig
 from .models.unet import UNet, UNetConfig
-from .recipes import recipe
+from .recipes import recipe, shipped_recipe
 from .train import History, infer, load_checkpoint, load_model
 from .weights import load_weights, read_metadata, shipped
 
@@ -36,12 +36,14 @@ __all__ = ["OWN_RUNS", "SHIPPED_PIXEL", "Entry", "Lineup", "load_lineup", "train
 _ROWS_OF_RUN = {"ae": ["AE"], "cvae_study_full": ["CVAE, study recipe"],
                 "cvae_improved_bpd": ["CVAE, improved for bits/dim"],
                 "cvae_improved_samples": ["CVAE, improved for samples"], "ddpm": ["DDPM, chapter 04 run"],
-                "ldm_prior": ["LDM, chapter 06 run", "LDM, chapter 06 run, guided"]}
+                "ldm_prior": ["LDM, chapter 06 run", "LDM, chapter 06 run, guided"],
+                "lfm_prior": ["flow matching, chapter 07 run, guided"]}
 # their checkpoints in a profile's runs folder -> the chapter that writes them (names are the same in every profile)
 OWN_RUNS = {r.checkpoint: r.chapter for r in (recipe(name, "smoke") for name in _ROWS_OF_RUN)}
 # shipped (CVAE, DDPM) files, one pair per set of classes they learned
 SHIPPED_PIXEL = (("cvae_cpu", "ddpm_cpu"), ("cvae_ten_class", "ddpm_ten_class"))
 SHIPPED_DDPM_ROWS = ("DDPM, shipped", "DDPM, shipped, guided", "DDPM, shipped, eta 0")
+TEN_CLASS, TEN_CLASS_ROW = "ldm_ten_class", "ten-class generator, shipped, guided"   # chapter 07's
 
 
 def train_minutes(path: str | Path) -> float:
@@ -122,21 +124,24 @@ def load_lineup(P, runs: str | Path, device, steps: int, names: list[str]) -> Li
     if pixel:
         order.append("CVAE, shipped")
     order += ["DDPM, chapter 04 run", *(SHIPPED_DDPM_ROWS if pixel else ()),
-              "LDM, chapter 06 run", "LDM, chapter 06 run, guided"]
+              "LDM, chapter 06 run", "LDM, chapter 06 run, guided", "flow matching, chapter 07 run, guided"]
     if path["ddpm"].exists():   # chapter 04's run: the EMA weights, with the schedule chapter 04 used in this profile
         m = load_model(path["ddpm"], UNet, UNetConfig, ema=True).to(device)
         diffusion = Diffusion(recipe("ddpm", P).process).to(device)
         e["DDPM, chapter 04 run"] = Entry(m, train_minutes(path["ddpm"]), _ddim_draw(m, diffusion, steps, device))
-    latent = _latent_rows(P, path["ldm_prior"], device, steps, names, e, order)
+    latent = _latent_rows(P, (path["ldm_prior"], path["lfm_prior"]), device, steps, names, e, order)
     shipped_lines = (_pixel_rows(pixel, device, steps, e) if pixel else []) + latent.pop("lines")
     missing = {row: recipe(run, P).chapter for run, f in path.items() if not f.exists() for row in _ROWS_OF_RUN[run]}
     return Lineup(order, {row: e[row] for row in order if row in e}, missing, shipped=shipped_lines, **latent)
 
 
-def _latent_rows(P, prior: Path, device, steps: int, names: list[str], e: dict, order: list[str]):
-    """Chapter 06's latent diffusion: the shipped first stage with chapter 06's prior and, if it
-    learned these classes, the shipped prior; the guidance weight is the one the training script
-    chose on training images. Returns the Lineup's first-stage fields, and "lines" about the files."""
+def _latent_rows(P, priors: tuple[Path, Path], device, steps: int, names: list[str], e: dict, order: list[str]):
+    """Chapter 06's latent diffusion: the shipped first stage with chapter 06's prior, chapter 07's
+    prior trained by flow matching (Euler with as many steps as DDIM takes), the shipped prior if it
+    learned these classes, and the shipped ten-class generator; the two-class rows are guided with
+    the weight the prior's training script chose on training images, the ten-class one with its own.
+    Returns the Lineup's first-stage fields, and "lines" about the files."""
+    prior, flow_prior = priors
     first = load_weights(shipped("ldm_first_stage"), FirstStage, FirstStageConfig).to(device).requires_grad_(False)
     meta_first, meta_ldm = (read_metadata(shipped(f))["metrics"] for f in ("ldm_first_stage", "ldm_prior"))
     w = meta_ldm["guidance"]
@@ -147,6 +152,11 @@ def _latent_rows(P, prior: Path, device, steps: int, names: list[str], e: dict, 
         minutes = train_minutes(prior)
         e["LDM, chapter 06 run"] = Entry(ldm, minutes, _ldm_draw(ldm, steps, device), recon)
         e["LDM, chapter 06 run, guided"] = Entry(ldm, minutes, _ldm_draw(ldm, steps, device, w), recon)
+    if flow_prior.exists():
+        ldm = LatentDiffusion(first, load_model(flow_prior, UNet, UNetConfig, ema=True).to(device),
+                              recipe("lfm_prior", P).build_process())
+        e["flow matching, chapter 07 run, guided"] = Entry(ldm, train_minutes(flow_prior),
+                                                           _ldm_draw(ldm, steps, device, w), recon)
     lines = [f"first stage shared by every LDM row: trained once, {meta_first['train_seconds'] / 60:.0f} min on "
              f"{meta_first['threads']} CPU thread(s)"]
     if meta_ldm["classes"] == names:
@@ -155,6 +165,14 @@ def _latent_rows(P, prior: Path, device, steps: int, names: list[str], e: dict, 
         e["LDM, shipped, guided"] = Entry(ldm, meta_ldm["train_seconds"] / 60, _ldm_draw(ldm, steps, device, w), recon)
         order.append("LDM, shipped, guided")
         lines.append(_shipped_line("latent-diffusion prior", meta_ldm))
+    if shipped(TEN_CLASS).exists():                 # draws any class, so it joins every profile's table
+        meta_ten = read_metadata(shipped(TEN_CLASS))["metrics"]
+        ldm = LatentDiffusion(first, load_weights(shipped(TEN_CLASS), UNet, UNetConfig).to(device),
+                              shipped_recipe(TEN_CLASS, objective=meta_ten["objective"]).build_process())
+        e[TEN_CLASS_ROW] = Entry(ldm, meta_ten["train_seconds"] / 60,
+                                 _ldm_draw(ldm, steps, device, meta_ten["guidance"]), recon)
+        order.append(TEN_CLASS_ROW)
+        lines.append(_shipped_line(f"ten-class generator ({meta_ten['objective']})", meta_ten))
     return {"first_stage": first, "first_stage_minutes": meta_first["train_seconds"] / 60,
             "reconstruct_first": recon, "guidance_ldm": w, "lines": lines}
 

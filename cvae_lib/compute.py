@@ -37,7 +37,7 @@ from .recipes import Run, chapter_runs, recipe, shipped_recipe
 
 __all__ = ["Device", "T4", "BUDGET_MINUTES", "Work", "chapter_work", "estimate_minutes", "table", "CHAPTERS"]
 
-CHAPTERS = ("01", "02", "03", "04", "05", "06")
+CHAPTERS = ("01", "02", "03", "04", "05", "06", "07")
 BUDGET_MINUTES = 10.0          # the issue's bound for one notebook on a student's GPU (gpu profile)
 TEST_PER_CLASS = 1000
 
@@ -150,10 +150,11 @@ def _test(P: Profile, classes: int = 10) -> int:
 
 
 def chapter_work(chapter: str, P: Profile) -> list[Work]:
-    """Every run chapter `chapter` ("01".."06") does in profile `P`, as `Work` items: its training
+    """Every run chapter `chapter` ("01".."07") does in profile `P`, as `Work` items: its training
     runs (cvae_lib.recipes) and its sampling and scoring passes."""
     training = [_train(run) for run in chapter_runs(chapter, P)]
-    return training + {"01": _ch01, "02": _ch02, "03": _ch03, "04": _ch04, "05": _ch05, "06": _ch06}[chapter](P)
+    chapters = {"01": _ch01, "02": _ch02, "03": _ch03, "04": _ch04, "05": _ch05, "06": _ch06, "07": _ch07}
+    return training + chapters[chapter](P)
 
 
 def _ch01(P):
@@ -189,7 +190,7 @@ def _ch05(P):
     # shipped pixel models exist for airplanes and frogs and for all ten classes (comparison.SHIPPED_PIXEL),
     # the shipped latent prior for airplanes and frogs only
     ddpm_runs = 1 + (3 if k in (2, 10) else 0)
-    ldm_runs = 2 + (1 if k == 2 else 0)
+    ldm_runs = 4 + (1 if k == 2 else 0)       # chapter 06's run twice, chapter 07's, the ten-class generator
     work = [_forward(f"{ddpm_runs} DDPM samplers x {n} samples (DDIM-50, guided at most)", recipe("ddpm", P),
                      ddpm_runs * n, 50, guided=True),
             _forward(f"{ldm_runs} latent-diffusion samplers x {n} samples", recipe("ldm_prior", P),
@@ -215,6 +216,21 @@ def _ch06(P):
         _forward("grids and the scrubber", prior, (L.n_grid + 6) * k + L.T // 10, L.ddim_steps, guided=True),
         _forward("judge the run and the shipped prior", prior, 2 * n_eval, L.ddim_steps, guided=True),
         _forward("decode every sample", first, sweep + 2 * n_eval + (L.n_grid + 6) * k),
+    ]
+
+
+def _ch07(P):
+    """The toy (negligible), chapter 06's prior trained again by flow matching (its training is the
+    recipe's), both priors judged at 10, 20 and 50 evaluations, two grids and the class draw."""
+    L, k, prior = P.latent, _diffusion_classes(P.latent), recipe("lfm_prior", P)
+    first = shipped_recipe("ldm_first_stage")
+    n_eval, ten = P.n_eval // k * k, shipped_recipe("ldm_ten_class")
+    return [
+        _forward("encode the training images and their mirror images", first, prior.data.n_train()),
+        _forward("both priors at 10, 20 and 50 evaluations", prior, 2 * n_eval, 10 + 20 + 50, guided=True),
+        _forward("both priors' grids at 10 evaluations", prior, 2 * L.n_grid * k, 10, guided=True),
+        _forward("the ten-class generator's draws (8 per class, 20 steps)", ten, 8 * 10, 20, guided=True),
+        _forward("decode every sample", first, 2 * n_eval * 3 + 2 * L.n_grid * k + 80),
     ]
 
 

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 __all__ = ["image_grid", "show_images", "reconstructions", "loss_curves", "save_figure",
-           "schedule_curves", "markdown_table", "save_table"]
+           "schedule_curves", "markdown_table", "save_table", "toy_paths", "toy_samples", "metric_curves"]
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -183,5 +183,60 @@ def schedule_curves(alpha_bars: dict[str, torch.Tensor]) -> Figure:
     b.axhline(0, color="grey", lw=0.8, ls=":")
     for ax in (a, b):
         ax.legend(), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def toy_paths(paths: dict[str, torch.Tensor], data: torch.Tensor, n_paths: int = 40) -> Figure:
+    """Sampler paths on 2-D toy data (chapter 07), one panel per sampler: the data as grey dots,
+    `n_paths` paths (steps + 1, B, 2) from noise (hollow circles) to samples (filled).
+    paths maps a name to the (steps + 1, B, 2) output of `cvae_lib.toy.sample_paths`."""
+    fig, axes = plt.subplots(1, len(paths), figsize=(4 * len(paths), 4), squeeze=False)
+    xy = data.detach().cpu().reshape(len(data), -1)[:, :2]
+    for ax, (name, p) in zip(axes[0], paths.items()):
+        p = p.detach().cpu()[:, :n_paths]                                   # (S + 1, n, 2)
+        ax.scatter(xy[:, 0], xy[:, 1], s=2, color="0.8")
+        ax.plot(p[:, :, 0].numpy(), p[:, :, 1].numpy(), lw=0.8, alpha=0.8)
+        ax.scatter(p[0, :, 0], p[0, :, 1], s=12, facecolors="none", edgecolors="k", lw=0.6)
+        ax.scatter(p[-1, :, 0], p[-1, :, 1], s=12, color="k")
+        ax.set_title(name, fontsize=10), ax.set_aspect("equal"), ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def toy_samples(samples: dict[str, dict[int, torch.Tensor]], data: torch.Tensor) -> Figure:
+    """Samples of 2-D toy data by sampler (rows) and number of steps (columns): samples maps a
+    sampler name to {steps: (B, 2) or (B, 2, 1, 1) points}; the data is drawn in grey behind."""
+    names = list(samples)
+    steps = list(samples[names[0]])
+    fig, axes = plt.subplots(len(names), len(steps), figsize=(2.2 * len(steps), 2.3 * len(names)), squeeze=False)
+    xy = data.detach().cpu().reshape(len(data), -1)[:, :2]
+    lim = float(xy.abs().max()) * 1.6
+    for r, name in enumerate(names):
+        for c, k in enumerate(steps):
+            ax, s = axes[r][c], samples[name][k].detach().cpu().reshape(-1, 2)
+            ax.scatter(xy[:, 0], xy[:, 1], s=1, color="0.85")
+            ax.scatter(s[:, 0], s[:, 1], s=1.5, color="C0" if r == 0 else "C1")
+            ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_xticks([]), ax.set_yticks([])
+            ax.set_aspect("equal")
+            if r == 0:
+                ax.set_title(f"{k} step{'s' if k > 1 else ''}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def metric_curves(rows: list[dict], x: str, ys: Sequence[str], by: str, title: str | None = None) -> Figure:
+    """One panel per metric in `ys`, each metric against `x`, one line per value of `by`:
+    rows are dicts such as {"objective": "flow", "NFE": 10, "class accuracy": 0.4, "FD": 80.0}."""
+    fig, axes = plt.subplots(1, len(ys), figsize=(4 * len(ys), 3), squeeze=False)
+    for ax, y in zip(axes[0], ys):
+        for name in dict.fromkeys(r[by] for r in rows):
+            pts = sorted((r[x], r[y]) for r in rows if r[by] == name)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=str(name))
+        ax.set_xlabel(x), ax.set_ylabel(y), ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -78,6 +78,8 @@ class Profile:
     diffusion: DiffusionRun = field(default_factory=DiffusionRun)  # chapter 04: classes, T, sampling
     ldm: RunSize = field(default_factory=lambda: RunSize(None, 1, 64, width=64))  # chapter 06's prior
     latent: LatentRun = field(default_factory=LatentRun)           # chapter 06: classes, T, sampling
+    # chapter 07: the 2-D toy's small network (8,192 points, batches of 256: 32 steps an epoch)
+    toy: RunSize = field(default_factory=lambda: RunSize(None, 100, 256))
     # chapters 02-03: the side runs (likelihoods, beta) and the study's subset experiments
     vae_side: RunSize = field(default_factory=lambda: RunSize(None, 2, 64, max_steps=60, width=16))
     cvae_one_class: RunSize = field(default_factory=lambda: RunSize(None, 2, 46, max_steps=60))
@@ -100,6 +102,7 @@ PROFILES: dict[str, Profile] = {
         diffusion=DiffusionRun(T=100, n_ddpm=2, ddim_steps=(5, 10, 50), n_grid=4, ema_decay=0.9),
         ldm=RunSize(train_per_class=20, epochs=2, batch_size=32, max_steps=3, width=16),
         latent=LatentRun(T=100, ddim_steps=5, guidance=(0.0, 2.0), n_grid=4, ema_decay=0.9),
+        toy=RunSize(None, 1, 256, max_steps=4),
     ),
     "cpu": Profile(
         name="cpu", summary="a laptop CPU: real CIFAR-10, small models, minutes per notebook",

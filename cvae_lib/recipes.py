@@ -31,24 +31,26 @@ from torch import nn
 
 from .data import CLASSES, ImageSet
 from .diffusion import Diffusion, DiffusionConfig
+from .flow import FlowConfig, FlowMatching
 from .models.ae import AEConfig, Autoencoder, ae_loss
 from .models.classifier import Classifier, ClassifierConfig, classifier_loss
 from .models.cvae import CVAE, CVAEConfig, cvae_loss
 from .models.first_stage import FirstStage, FirstStageConfig, first_stage_loss
+from .models.toy import ToyConfig, ToyNet
 from .models.unet import UNet, UNetConfig
 from .models.vae import VAE, VAEConfig, vae_loss
 from .profiles import Profile, RunSize, get_profile
 from .train import TrainConfig
 
 __all__ = ["Data", "Run", "RECIPES", "SHIPPED", "recipe", "shipped_recipe", "chapter_runs", "own_checkpoints",
-           "open_ended", "IMAGES_PER_CLASS"]
+           "open_ended", "toy_training", "IMAGES_PER_CLASS"]
 
 IMAGES_PER_CLASS = 5000           # CIFAR-10 training images per class
 STUDY_BATCH = 46                  # the study's batch size (and its copies of the 1-per-class images)
 PAIR = ("airplane", "frog")       # the study's two classes: the shipped pixel models and the latent prior
 _MODELS = {AEConfig: (Autoencoder, ae_loss), VAEConfig: (VAE, vae_loss), CVAEConfig: (CVAE, cvae_loss),
            ClassifierConfig: (Classifier, classifier_loss), FirstStageConfig: (FirstStage, first_stage_loss),
-           UNetConfig: (UNet, None)}          # a U-Net's loss is its diffusion process's
+           UNetConfig: (UNet, None), ToyConfig: (ToyNet, None)}   # a U-Net's loss is its process's
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class Run:
     data: Data
     checkpoint: str               # own runs: file in the profile's runs folder; shipped: checkpoints/<name>.safetensors
     size: RunSize                 # the run length it was derived from
-    process: DiffusionConfig | None = None   # a diffusion model's forward process
+    process: DiffusionConfig | FlowConfig | None = None   # a diffusion (or flow-matching) model's process
     ema_decay: float | None = None           # EMA of the weights used for sampling (None: no EMA)
     then: TrainConfig | None = None          # a second phase (the first stage's adversarial epochs)
 
@@ -141,11 +143,16 @@ class Run:
         """A fresh model of this run's config (its class is the config's, e.g. VAEConfig -> VAE)."""
         return _MODELS[type(self.model)][0](self.model)
 
+    def build_process(self) -> Diffusion | FlowMatching | None:
+        """A fresh forward process of a diffusion or flow-matching run (None for other runs)."""
+        if isinstance(self.process, FlowConfig):
+            return FlowMatching(self.process)
+        return Diffusion(self.process) if self.process is not None else None
+
     def loss(self) -> Callable:
         """The training loss `loss(model, x, y)`: the model's own, or the diffusion process's."""
-        if self.process is not None:
-            return Diffusion(self.process).train_loss
-        return _MODELS[type(self.model)][1]
+        process = self.build_process()
+        return process.train_loss if process is not None else _MODELS[type(self.model)][1]
 
 
 # ----------------------------------------------------------------------------- the models
@@ -286,6 +293,20 @@ def _ch06_prior(P: Profile) -> Run:
                process=DiffusionConfig.course(L.T, data="latent"), ema_decay=L.ema_decay)
 
 
+def _ch07_flow_prior(P: Profile) -> Run:
+    """Chapter 06's prior with one change, the objective: flow matching instead of the DDPM loss
+    (chapter 07's equal-minutes comparison: same network, data, optimiser and steps)."""
+    return replace(_ch06_prior(P), name="lfm_prior", chapter="07", what="the latent prior, trained by flow matching",
+                   checkpoint="lfm_prior.pt", process=FlowConfig.course(data="latent"))
+
+
+def toy_training(P: Profile) -> TrainConfig:
+    """Chapter 07's 2-D toy: the small network's training, the same for both objectives."""
+    s = P.toy
+    return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=3e-3, warmup_steps=50, schedule="cosine",
+                       max_steps=s.max_steps, progress=False)
+
+
 RECIPES: dict[str, Callable[[Profile], Run]] = {
     "ae": _ch01_ae,
     "vae": _ch02_vae,
@@ -297,6 +318,7 @@ RECIPES: dict[str, Callable[[Profile], Run]] = {
     "cvae_improved_samples": _ch03_improved_samples,
     "ddpm": _ch04_ddpm,
     "ldm_prior": _ch06_prior,
+    "lfm_prior": _ch07_flow_prior,
 }
 
 
@@ -312,7 +334,7 @@ def recipe(name: str, profile: Profile | str | None = None) -> Run:
 
 
 def chapter_runs(chapter: str, profile: Profile | str | None = None) -> list[Run]:
-    """Every run chapter `chapter` ("01".."06") trains in `profile`, in the order it trains them."""
+    """Every run chapter `chapter` ("01".."07") trains in `profile`, in the order it trains them."""
     P = _profile(profile)
     return [r for r in (build(P) for build in RECIPES.values()) if r.chapter == chapter]
 
@@ -451,6 +473,20 @@ def _shipped_prior(classes=PAIR, epochs=40, batch_size=64, max_steps=None, width
                process=DiffusionConfig.course(1000, data="latent"), ema_decay=ema_decay)
 
 
+def _shipped_ten_class(epochs=13, batch_size=64, max_steps=None, width=64, per_class=None, lr=1e-3,
+                       ema_decay=0.999, latent_channels=8, objective="flow", **_) -> Run:
+    """Chapter 07's generator of all ten classes: chapter 06's prior network on the shipped first
+    stage's latents of every class, trained by flow matching (the objective that won chapter 07's
+    equal-minutes comparison; `objective="ddpm"` trains the DDPM loss instead)."""
+    process = FlowConfig.course(data="latent") if objective == "flow" else DiffusionConfig.course(1000, data="latent")
+    return Run("ldm_ten_class", "07", "the ten-class latent generator",
+               UNetConfig.latent(latent_channels, num_classes=10, width=width),
+               TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=300, schedule="cosine",
+                           grad_clip=1.0, max_steps=max_steps),
+               _shipped_data(None, per_class, mirror=True), "ldm_ten_class",
+               _size(epochs, batch_size, max_steps, width, per_class), process=process, ema_decay=ema_decay)
+
+
 SHIPPED: dict[str, Callable[..., Run]] = {
     "classifier": _shipped_classifier,
     "ddpm_cpu": lambda **kw: _shipped_ddpm("ddpm_cpu", **kw),
@@ -464,6 +500,7 @@ SHIPPED: dict[str, Callable[..., Run]] = {
     **{f"study_{e}": (lambda e=e, **kw: _shipped_study(e, **kw)) for e in _STUDY_SUBSETS},
     "ldm_first_stage": _shipped_first_stage,
     "ldm_prior": _shipped_prior,
+    "ldm_ten_class": _shipped_ten_class,
 }
 
 

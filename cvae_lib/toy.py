@@ -18,7 +18,7 @@ from .diffusion import Diffusion, ddim_timesteps
 from .flow import FlowMatching, flow_times
 from .runtime import eval_mode
 
-__all__ = ["ring_of_gaussians", "sample_paths", "ring_distance"]
+__all__ = ["ring_of_gaussians", "sample_paths", "training_paths", "ring_distance", "straightness"]
 
 
 def ring_of_gaussians(n: int, modes: int = 8, radius: float = 2.0, std: float = 0.12,
@@ -62,3 +62,27 @@ def ring_distance(x: torch.Tensor, modes: int = 8, radius: float = 2.0) -> float
     angle = 2 * math.pi * torch.arange(modes) / modes
     centres = radius * torch.stack([angle.cos(), angle.sin()], dim=1)             # (K, 2)
     return float(torch.cdist(x, centres).min(dim=1).values.mean())
+
+
+def straightness(path: torch.Tensor) -> float:
+    """How straight sampler paths are: the mean over paths of (distance from start to end) /
+    (length travelled), 1 for a straight line. path: (steps + 1, B, 2) from `sample_paths`."""
+    travelled = (path[1:] - path[:-1]).norm(dim=-1).sum(dim=0)                  # (B,)
+    return float(((path[-1] - path[0]).norm(dim=-1) / travelled.clamp_min(1e-12)).mean())
+
+
+@torch.no_grad()
+def training_paths(process: Diffusion | FlowMatching, x0: torch.Tensor, eps: torch.Tensor,
+                   points: int = 50) -> torch.Tensor:
+    """The paths the forward process draws between data x0 and noise eps (B, 2, 1, 1), the ones a
+    network is trained on, from the noise end to the data end: the flow's x_t = (1 - t) x0 + t eps
+    (a straight segment) or the DDPM's x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps.
+    Returns (points, B, 2)."""
+    B = len(x0)
+    if isinstance(process, FlowMatching):
+        ts = torch.linspace(1.0, 0.0, points)
+        xs = [process.interpolate(x0, eps, torch.full((B,), float(t))) for t in ts]
+    else:
+        ts = torch.linspace(process.T - 1, 0, points).round().long()
+        xs = [process.add_noise(x0, torch.full((B,), int(t)), eps) for t in ts]
+    return torch.stack([x.flatten(1) for x in xs])                              # (points, B, 2)

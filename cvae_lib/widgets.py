@@ -17,6 +17,7 @@ tests/test_widgets.py with 7.7.1, where an unknown keyword is an error.
     latent_explorer(decode, mu, class_names=CLASSES) # + a class picker: same z, another class
     interpolation_explorer(encode, decode, images)  # walk between two chosen images
     timestep_scrubber(diffusion, eps_model, x0)     # x_t, noise and predictions at a chosen t
+    class_draw(draw, CLASSES)                       # n images of a picked class, seed, guidance, steps
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["is_interactive", "pca_directions", "latent_explorer", "interpolation_explorer",
-           "timestep_scrubber"]
+           "timestep_scrubber", "class_draw"]
 
 Decode = Callable[..., torch.Tensor]   # decode(z) or decode(z, y) -> images (B, 3, 32, 32) in [0, 1]
 
@@ -291,3 +292,50 @@ def timestep_scrubber(diffusion, model: Callable, x0: torch.Tensor, y: torch.Ten
     slider.observe(update, names="value")
     update()
     return W.VBox([slider, info, header, image, extra])
+
+
+Draw = Callable[..., torch.Tensor]   # draw(y, seed=, guidance=, steps=) -> images (B, 3, 32, 32) in [0, 1]
+
+
+def class_draw(draw: Draw, class_names: Sequence[str], n: int = 8, guidance: float = 2.0, steps: int = 20,
+               max_steps: int = 50, static_classes: Sequence[int] | None = None):
+    """Pick a class, a seed, the guidance weight and the number of sampling steps, and see `n`
+    images of that class drawn by a class-conditional generator.
+
+    draw(y, seed=..., guidance=..., steps=...) -> (B, 3, 32, 32) in [0, 1] for class ids y (B,),
+    e.g. a lambda around `LatentDiffusion.sample` with a seeded generator.
+
+    Static fallback: a Figure with one row of `n` images per class in `static_classes`
+    (default: every class) at seed 0 and the given guidance and steps.
+    """
+    def render(k: int, seed: int, w: float, s: int) -> torch.Tensor:
+        return draw(torch.full((n,), k, dtype=torch.long), seed=seed, guidance=w, steps=s).float().cpu()
+
+    if not is_interactive():
+        from .plotting import release, show_images
+
+        ks = list(static_classes) if static_classes is not None else list(range(len(class_names)))
+        x = torch.cat([render(k, 0, guidance, steps) for k in ks])
+        return release(show_images(x, nrow=n, row_labels=[class_names[k] for k in ks],
+                                   title=f"{n} draws per class (seed 0, guidance {guidance:g}, {steps} steps)"))
+
+    import ipywidgets as W
+
+    picker = W.Dropdown(options=[(name, k) for k, name in enumerate(class_names)], description="class")
+    seed = W.IntText(value=0, description="seed")
+    weight = W.FloatSlider(value=guidance, min=0.0, max=6.0, step=0.5, description="guidance",
+                           continuous_update=False)
+    n_steps = W.IntSlider(value=steps, min=1, max=max_steps, step=1, description="steps", continuous_update=False)
+    info = W.Label()
+    image = W.Image(format="png")
+
+    def update(*_):
+        import time
+        t0 = time.perf_counter()
+        image.value = _png(render(picker.value, seed.value, weight.value, n_steps.value), scale=3, gap=4)
+        info.value = f"{n} images in {time.perf_counter() - t0:.1f} s"
+
+    for w in (picker, seed, weight, n_steps):
+        w.observe(update, names="value")
+    update()
+    return W.VBox([W.HBox([picker, seed]), W.HBox([weight, n_steps]), image, info])

@@ -174,6 +174,8 @@ print(f"judge: {sum(p.numel() for p in judge.parameters()) / 1e6:.2f}M parameter
 # | LDM, chapter 06 run | a diffusion prior trained in chapter 06 on the latents of a shipped autoencoder (the "first stage") | chapter 06 |
 # | LDM, chapter 06 run, guided | the same, with the guidance weight chosen for the shipped prior | |
 # | LDM, shipped, guided | chapter 06's recipe trained longer, guided | shipped |
+# | flow matching, chapter 07 run, guided | chapter 06's prior trained by flow matching instead | chapter 07 |
+# | ten-class generator, shipped, guided | chapter 07's flow-matching generator of all ten classes | shipped |
 #
 # The shipped CVAE and DDPM learned the same classes on the same kind of machine, but not for
 # the same time: the next cell prints each shipped model's training minutes, recorded in its
@@ -181,7 +183,8 @@ print(f"judge: {sum(p.numel() for p in judge.parameters()) / 1e6:.2f}M parameter
 # appear when the shipped files learned this profile's classes. Every VAE draws $z$ from its prior
 # $\mathcal N(0, I)$ at temperature 1 (no tuning); every diffusion model samples with DDIM in
 # `P.diffusion.ddim_steps[1]` steps (50 in the cpu profile) with $\eta = 1$, the
-# stochastic variant chapter 04 chose by eye. One row shows the deterministic $\eta = 0$ for the
+# stochastic variant chapter 04 chose by eye, and every flow-matching model (chapter 07) with as
+# many Euler steps. One row shows the deterministic $\eta = 0$ for the
 # shipped DDPM, so you can see what that choice is worth. `load_lineup` loads them all and
 # builds each row's sampler with a fixed seed.
 

@@ -3,26 +3,30 @@ from __future__ import annotations
 
 import torch
 
-from cvae_lib.comparison import OWN_RUNS, SHIPPED_DDPM_ROWS, _shipped_pixel, load_lineup
+from cvae_lib.comparison import OWN_RUNS, SHIPPED_DDPM_ROWS, TEN_CLASS, TEN_CLASS_ROW, _shipped_pixel, load_lineup
 from cvae_lib.data import CLASSES, TensorSet
 from cvae_lib.models.ae import AEConfig, Autoencoder, ae_loss
 from cvae_lib.profiles import get_profile
 from cvae_lib.train import TrainConfig, fit
+from cvae_lib.weights import shipped
 
 PAIR = ["airplane", "frog"]
 OWN_ROWS = ["AE", "CVAE, study recipe", "CVAE, improved for bits/dim", "CVAE, improved for samples",
-            "DDPM, chapter 04 run", "LDM, chapter 06 run", "LDM, chapter 06 run, guided"]
+            "DDPM, chapter 04 run", "LDM, chapter 06 run", "LDM, chapter 06 run, guided",
+            "flow matching, chapter 07 run, guided"]
 
 
 def test_without_own_runs_the_shipped_rows_stay_and_the_others_name_their_chapter(tmp_path):
     lineup = load_lineup(get_profile("smoke"), tmp_path, "cpu", 2, PAIR)
+    ten = [TEN_CLASS_ROW] if shipped(TEN_CLASS).exists() else []          # chapter 07's, once it is shipped
     assert lineup.order == ["AE", "CVAE, study recipe", "CVAE, improved for bits/dim", "CVAE, improved for samples",
                             "CVAE, shipped", "DDPM, chapter 04 run", *SHIPPED_DDPM_ROWS, "LDM, chapter 06 run",
-                            "LDM, chapter 06 run, guided", "LDM, shipped, guided"]
+                            "LDM, chapter 06 run, guided", "flow matching, chapter 07 run, guided",
+                            "LDM, shipped, guided", *ten]
     assert list(lineup.missing) == OWN_ROWS
     assert {lineup.missing[r] for r in OWN_ROWS} == set(OWN_RUNS.values())
     assert lineup.missing["LDM, chapter 06 run, guided"] == "06" and lineup.missing["AE"] == "01"
-    assert list(lineup.entries) == ["CVAE, shipped", *SHIPPED_DDPM_ROWS, "LDM, shipped, guided"]
+    assert list(lineup.entries) == ["CVAE, shipped", *SHIPPED_DDPM_ROWS, "LDM, shipped, guided", *ten]
     assert lineup.guidance_ldm > 1 and lineup.first_stage_minutes > 0
     y = torch.tensor([0, 6])
     x = lineup.entries["DDPM, shipped, guided"].draw(y)

@@ -135,7 +135,37 @@ def _interactive_explorers(cvae):
             lambda z: cvae.decode_mean(z, torch.zeros(len(z), dtype=torch.long)), torch.rand(4, 3, 32, 32)),
         "scrubber": lambda: widgets.timestep_scrubber(diffusion, prior, torch.rand(2, 3, 32, 32),
                                                       torch.tensor([0, 6]), first_stage=first),
+        "class draw": lambda: widgets.class_draw(_draw, ["a", "b", "c"], n=3),
     }
+
+
+def _draw(y, seed=0, guidance=1.0, steps=1):
+    """A stand-in generator: class y as a grey level, the seed as noise, guidance as contrast."""
+    g = torch.Generator().manual_seed(seed)
+    base = (y.float() / 3)[:, None, None, None].expand(-1, 3, 32, 32)
+    return (base + 0.05 * guidance * torch.rand(len(y), 3, 32, 32, generator=g) / steps).clamp(0, 1)
+
+
+def test_class_draw_redraws_on_class_seed_guidance_and_steps(monkeypatch):
+    monkeypatch.setattr(widgets, "is_interactive", lambda: True)
+    box = widgets.class_draw(_draw, ["a", "b", "c"], n=3)
+    (picker, seed), (weight, steps) = box.children[0].children, box.children[1].children
+    image, info = box.children[2], box.children[3]
+    seen = [image.value]
+    for control, value in ((picker, 2), (seed, 7), (weight, 4.0), (steps, 3)):
+        control.value = value
+        assert image.value != seen[-1], control.description
+        seen.append(image.value)
+    assert seen[0][:4] == b"\x89PNG" and "3 images in" in info.value
+
+
+def test_class_draw_static_view_shows_a_row_per_class(monkeypatch):
+    from matplotlib.figure import Figure
+    monkeypatch.setenv("CVAE_STATIC_WIDGETS", "1")
+    fig = widgets.class_draw(_draw, ["a", "b", "c"], n=4)
+    assert isinstance(fig, Figure)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["a", "b", "c"]
 
 
 def test_explorers_are_core_widgets_that_serialise_in_ipywidgets_7_and_8(monkeypatch, cvae):

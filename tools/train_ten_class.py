@@ -31,24 +31,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from shipping import CHECK_PER_CLASS, ROOT, check_subset, class_splits, parser, round_to_float16, ship, start
+from shipping import CHECK_PER_CLASS, ROOT, check_subset, parser, recipe_splits, round_to_float16, ship, start
 
 from cvae_lib.data import CLASSES, cache_dir
 from cvae_lib.diffusion import Diffusion, DiffusionConfig
-from cvae_lib.flow import FlowConfig, FlowMatching
 from cvae_lib.latent import LatentDiffusion, encode_set
 from cvae_lib.metrics import cached_inception_features, frechet_distance, inception_features, judge_scores
 from cvae_lib.models.classifier import Classifier, ClassifierConfig
 from cvae_lib.models.first_stage import FirstStage, FirstStageConfig
 from cvae_lib.models.unet import UNet, UNetConfig
-from cvae_lib.train import EMA, TrainConfig, infer, load_or_train
+from cvae_lib.recipes import Run, shipped_recipe
+from cvae_lib.train import EMA, infer, load_or_train
 from cvae_lib.weights import load_weights, read_metadata, shipped
-
-
-def process_for(objective: str, T: int = 1000) -> Diffusion | FlowMatching:
-    if objective == "flow":
-        return FlowMatching(FlowConfig.course(data="latent"))
-    return Diffusion(DiffusionConfig.course(T, data="latent"))
 
 
 def balanced_labels(n: int) -> torch.Tensor:
@@ -110,25 +104,31 @@ def score(sample_at, w: float, protocol: Protocol, n: int) -> dict:
     return {**out, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def ten_class_recipe(args, latent_channels: int) -> Run:
+    return shipped_recipe("ldm_ten_class", epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps,
+                          width=args.width, per_class=args.train_per_class, lr=args.lr, ema_decay=args.ema_decay,
+                          latent_channels=latent_channels, objective=args.objective)
+
+
 def train_prior(args, device, first: FirstStage):
-    train, val, _ = class_splits(None, args.train_per_class, 100)
-    latents, val_latents = encode_set(first, train, mirror=True), encode_set(first, val)
-    process = process_for(args.objective).to(device)
-    prior = UNet(UNetConfig.latent(*first.cfg.latent_shape[:2], num_classes=10, width=args.width))
-    ema = EMA(prior, decay=args.ema_decay)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=300,
-                      schedule="cosine", grad_clip=1.0, max_steps=args.max_steps)
-    history = load_or_train(prior, process.train_loss, latents, cfg, args.run_dir / f"{args.name}-run.pt",
+    run = ten_class_recipe(args, first.cfg.latent_channels)
+    train, val, _ = recipe_splits(run)
+    latents, val_latents = encode_set(first, train, mirror=run.data.mirror), encode_set(first, val)
+    process = run.build_process().to(device)
+    prior = run.build()
+    ema = EMA(prior, decay=run.ema_decay)
+    history = load_or_train(prior, process.train_loss, latents, run.train, args.run_dir / f"{args.name}-run.pt",
                             val=val_latents, ema=ema, device=device)
     return round_to_float16(ema.model.to(device).eval()), process, history
 
 
 def main(argv=None) -> None:
-    p = parser(__doc__, epochs=16, batch_size=64, name="ldm_ten_class")
+    run = shipped_recipe("ldm_ten_class")
+    p = parser(__doc__, epochs=run.train.epochs, batch_size=run.train.batch_size, name="ldm_ten_class")
     p.add_argument("--objective", choices=["flow", "ddpm"], default="flow")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--width", type=int, default=64, help="U-Net channels at 8x8")
-    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--lr", type=float, default=run.train.lr)
+    p.add_argument("--width", type=int, default=run.model.width, help="U-Net channels at 8x8")
+    p.add_argument("--ema-decay", type=float, default=run.ema_decay)
     p.add_argument("--steps", type=int, default=20, help="flow: Euler steps of the shipped sampler")
     p.add_argument("--guidance-grid", default="1,1.5,2,3,4")
     p.add_argument("--n-select", type=int, default=1000, help="samples per guidance weight, for the choice")
@@ -148,7 +148,7 @@ def main(argv=None) -> None:
         return ldm.sample(y.to(device), steps=steps, eta=1.0, guidance=w, generator=g, progress=False)
 
     t0 = time.perf_counter()
-    train, _, test = class_splits(None, None, 100)
+    train, _, test = recipe_splits(shipped_recipe("ldm_ten_class"))
     judge = load_weights(shipped("classifier"), Classifier, ClassifierConfig).to(device)
     protocol = Protocol(judge, train, test, device, bool(args.fid_reference))
     grid = [float(w) for w in args.guidance_grid.split(",")]
