@@ -168,68 +168,55 @@ def peer_diffusers(channels: tuple[int, ...], layers: int):
         DDIMScheduler(num_train_timesteps=1000)
 
 
-def run(args) -> dict:
-    device = pick_device(args.device)
-    torch.manual_seed(0)
-    gpu = device.type == "cuda"
-    warm, iters = (2, 3) if args.quick else ((10, 30) if gpu else (2, 6))
-    bs = 128 if gpu else 32
-    bs_big = 128 if gpu else 8
-    n_ddpm, n_ddim = (64, 256) if gpu else (4, 16)
-    if args.quick:
-        n_ddpm, n_ddim = 2, 4
-    small, paper = UNetConfig(), UNetConfig.paper()
-    results: dict = {"machine": {**describe(device), "python": platform.python_version(),
-                                 "processor": platform.processor() or platform.machine()},
-                     "train": {}, "sample": {}}
-    R = results["train"]
+def record(table: dict, name: str, fn) -> None:
+    """table[name] = fn(), or the error that stopped it: a missing peer package must not hide our numbers."""
+    print(f"  {name} ...", end=" ", flush=True)
+    try:
+        table[name] = fn()
+        print(f"{table[name]['images_per_s']:.1f} img/s")
+    except Exception as e:
+        table[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        print("skipped:", table[name]["error"])
 
-    def record(table, name, fn):
-        print(f"  {name} ...", end=" ", flush=True)
-        try:
-            table[name] = fn()
-            print(f"{table[name]['images_per_s']:.1f} img/s")
-        except Exception as e:  # a missing peer package must not hide our own numbers
-            table[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
-            print("skipped:", table[name]["error"])
 
-    print(f"training throughput on {device} ...")
-    record(R, "ours VAE (study config)", lambda: time_train(VAE(VAEConfig()), vae_loss, bs, device, warm, iters))
-    for label, cfg, b in (("small", small, bs), ("paper 35.7M", paper, bs_big)):
+def _ratio(table: dict, ours: str, peer: str, **extra) -> None:
+    a, b = table.get(ours, {}), table.get(peer, {})
+    if "images_per_s" in a and "images_per_s" in b:
+        b.update(ours_over_peer=a["images_per_s"] / b["images_per_s"], **extra)
+
+
+def train_rows(R: dict, args, device, sizes: dict) -> None:
+    """Training throughput: the study's VAE, then ours against both peers at each U-Net size
+    (and, on a GPU, ours compiled against ours eager)."""
+    warm, iters = sizes["warm"], sizes["iters"]
+    record(R, "ours VAE (study config)", lambda: time_train(VAE(VAEConfig()), vae_loss, sizes["bs"], device, warm,
+                                                            iters))
+    for label, cfg, b in (("small", UNetConfig(), sizes["bs"]), ("paper 35.7M", UNetConfig.paper(), sizes["bs_big"])):
         model, loss, _ = ours_unet(cfg)
         record(R, f"ours U-Net {label}", lambda: time_train(model, loss, b, device, warm, iters))
-        ours_p = n_params(model)
-        if gpu and not args.no_compile:   # TrainConfig(compile=True): what a long GPU run should use
+        if device.type == "cuda" and not args.no_compile:   # TrainConfig(compile=True): a long GPU run's choice
             model_c, loss_c, _ = ours_unet(cfg)
             record(R, f"ours U-Net {label}, compiled",
                    lambda: time_train(model_c, loss_c, b, device, warm + 3, iters, compile=True))
             compiled, eager = R[f"ours U-Net {label}, compiled"], R[f"ours U-Net {label}"]
             if "images_per_s" in compiled and "images_per_s" in eager:
                 compiled["over_eager"] = compiled["images_per_s"] / eager["images_per_s"]
-        dim, mults = (cfg.width, cfg.width_mult)
-        unet, wrapper = peer_lucidrains(dim, mults)
+        unet, wrapper = peer_lucidrains(cfg.width, cfg.width_mult)
         record(R, f"denoising-diffusion-pytorch {label}",
                lambda: {**time_train(wrapper, lambda m, x, y: m(x), b, device, warm, iters, amp=args.peer_amp,
                                      channels_last=False), "params_M": n_params(unet) / 1e6})
-        chans = tuple(cfg.width * m for m in cfg.width_mult)
-        unet_d, ddpm_s, _ = peer_diffusers(chans, cfg.num_res_blocks)
+        unet_d, ddpm_s, _ = peer_diffusers(tuple(cfg.width * m for m in cfg.width_mult), cfg.num_res_blocks)
         record(R, f"diffusers {label}", lambda: {**time_train(DiffusersEps(unet_d, ddpm_s), lambda m, x, y: m(x), b,
                                                               device, warm, iters, amp=args.peer_amp,
                                                               channels_last=False),
                                                  "params_M": n_params(unet_d) / 1e6})
-        for k in (f"denoising-diffusion-pytorch {label}", f"diffusers {label}"):
-            if "images_per_s" in R.get(k, {}) and "images_per_s" in R.get(f"ours U-Net {label}", {}):
-                R[k]["ours_over_peer"] = R[f"ours U-Net {label}"]["images_per_s"] / R[k]["images_per_s"]
-                R[k]["ours_params_M"] = ours_p / 1e6
+        for peer in ("denoising-diffusion-pytorch", "diffusers"):
+            _ratio(R, f"ours U-Net {label}", f"{peer} {label}", ours_params_M=n_params(model) / 1e6)
 
-    peak, source = peak_tflops(device, args.peak_tflops)
-    results["machine"].update(peak_tflops=peak, peak_source=source)
-    for r in R.values():
-        if peak and r.get("gflops_per_image"):
-            r["mfu"] = r["gflops_per_image"] * r["images_per_s"] / (peak * 1e3)
 
-    print("sampling throughput (small U-Nets, untrained: speed only) ...")
-    S = results["sample"]
+def sample_rows(S: dict, args, device, sizes: dict) -> None:
+    """Sampling throughput of the small untrained U-Nets (speed only): DDPM-1000 and DDIM-50."""
+    small, n_ddpm, n_ddim, amp = UNetConfig(), sizes["n_ddpm"], sizes["n_ddim"], args.peer_amp
     model, _, diffusion = ours_unet(small)
     model.to(device).eval()
     diffusion.to(device)
@@ -237,23 +224,42 @@ def run(args) -> dict:
         lambda n: diffusion.ddpm_sample(model, n, device=device, progress=False), n_ddpm, device))
     record(S, "ours DDIM-50", lambda: time_sample(
         lambda n: diffusion.ddim_sample(model, n, steps=50, device=device, progress=False), n_ddim, device))
-    unet, wrapper = peer_lucidrains(small.width, small.width_mult)
+    _, wrapper = peer_lucidrains(small.width, small.width_mult)
     wrapper.to(device).eval()
     record(S, "denoising-diffusion-pytorch DDPM-1000", lambda: time_sample(
-        lambda n: wrapper.p_sample_loop((n, 3, 32, 32)), n_ddpm, device, amp=args.peer_amp))
+        lambda n: wrapper.p_sample_loop((n, 3, 32, 32)), n_ddpm, device, amp=amp))
     record(S, "denoising-diffusion-pytorch DDIM-50", lambda: time_sample(
-        lambda n: lucidrains_ddim(wrapper, n), n_ddim, device, amp=args.peer_amp))
+        lambda n: lucidrains_ddim(wrapper, n), n_ddim, device, amp=amp))
     unet_d, ddpm_s, ddim_s = peer_diffusers(tuple(small.width * m for m in small.width_mult), small.num_res_blocks)
     unet_d.to(device).eval()
     record(S, "diffusers DDPM-1000", lambda: time_sample(lambda n: diffusers_sample(unet_d, ddpm_s, n, 1000, device),
-                                                        n_ddpm, device, amp=args.peer_amp))
+                                                        n_ddpm, device, amp=amp))
     record(S, "diffusers DDIM-50", lambda: time_sample(lambda n: diffusers_sample(unet_d, ddim_s, n, 50, device),
-                                                      n_ddim, device, amp=args.peer_amp))
+                                                      n_ddim, device, amp=amp))
     for kind in ("DDPM-1000", "DDIM-50"):
         for peer in ("denoising-diffusion-pytorch", "diffusers"):
-            a, b = S.get(f"ours {kind}", {}), S.get(f"{peer} {kind}", {})
-            if "images_per_s" in a and "images_per_s" in b:
-                b["ours_over_peer"] = a["images_per_s"] / b["images_per_s"]
+            _ratio(S, f"ours {kind}", f"{peer} {kind}")
+
+
+def run(args) -> dict:
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    gpu = device.type == "cuda"
+    warm, iters = (2, 3) if args.quick else ((10, 30) if gpu else (2, 6))
+    sizes = {"warm": warm, "iters": iters, "bs": 128 if gpu else 32, "bs_big": 128 if gpu else 8,
+             "n_ddpm": 2 if args.quick else 64 if gpu else 4, "n_ddim": 4 if args.quick else 256 if gpu else 16}
+    results: dict = {"machine": {**describe(device), "python": platform.python_version(),
+                                 "processor": platform.processor() or platform.machine()},
+                     "train": {}, "sample": {}}
+    print(f"training throughput on {device} ...")
+    train_rows(results["train"], args, device, sizes)
+    peak, source = peak_tflops(device, args.peak_tflops)
+    results["machine"].update(peak_tflops=peak, peak_source=source)
+    for r in results["train"].values():
+        if peak and r.get("gflops_per_image"):
+            r["mfu"] = r["gflops_per_image"] * r["images_per_s"] / (peak * 1e3)
+    print("sampling throughput (small U-Nets, untrained: speed only) ...")
+    sample_rows(results["sample"], args, device, sizes)
     return results
 
 
