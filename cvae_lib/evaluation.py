@@ -7,6 +7,7 @@
     spread = output_spread(CVAE(cfg))             # does an untrained decoder's output depend on z?
     rows = score_rows({"study": (model, bpd, seconds)}, test)   # table rows, for plotting.markdown_table
     rows = recorded_rows(["study_frog"])          # a shipped run's recorded losses and KL, as table rows
+    rows = class_rows(test, "frog", {"short run": model})   # test frogs above a model's frogs, for show_rows
 
 A model trained with binary cross-entropy (the study's CVAE) has no bits/dim: BCE is not a
 distribution over the 256 pixel levels. `plugin_bpd` gives it the fairest one we can: its
@@ -26,14 +27,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .data import ImageSet
+from .data import CLASSES, ImageSet
 from .metrics import bits_per_dim, psnr, ssim
 from .models import likelihoods as L
 from .pixels import from_unit
 from .weights import read_metadata, shipped
 
 __all__ = ["rms_error", "plugin_bpd", "reconstruction_scores", "seconds_per_step", "output_spread",
-           "score_rows", "recorded_rows", "STUDY_COLUMNS"]
+           "score_rows", "recorded_rows", "STUDY_COLUMNS", "class_rows"]
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -128,10 +129,11 @@ def score_rows(runs: dict[str, tuple[nn.Module, float, float]], data: ImageSet) 
     return rows
 
 
-# column -> (key in a shipped file's recorded metrics, format)
+# column -> (key in a shipped file's recorded metrics, format). The study's runs were trained with
+# BCE, which is not a distribution over pixel levels: their loss is BCE + KL, not a bound on -log p.
 STUDY_COLUMNS = {"training images": ("n_train", "{:,}"), "epochs": ("epochs", "{}"),
-                 "train -ELBO/dim": ("final_train_loss", "{:.4f}"), "test -ELBO/dim": ("test_loss", "{:.4f}"),
-                 "KL (nats/image)": ("test_kl", "{:.1f}")}
+                 "train BCE + KL per sub-pixel": ("final_train_loss", "{:.4f}"),
+                 "test BCE + KL per sub-pixel": ("test_loss", "{:.4f}"), "KL (nats/image)": ("test_kl", "{:.1f}")}
 
 
 def recorded_rows(names: list[str], columns: dict[str, tuple[str, str]] = STUDY_COLUMNS) -> list[dict]:
@@ -142,4 +144,18 @@ def recorded_rows(names: list[str], columns: dict[str, tuple[str, str]] = STUDY_
     for name in names:
         m = read_metadata(shipped(name))["metrics"]
         rows.append({"shipped run": name, **{col: fmt.format(m[key]) for col, (key, fmt) in columns.items()}})
+    return rows
+
+
+@torch.no_grad()
+def class_rows(data: ImageSet, name: str, models: dict[str, nn.Module], n: int = 10,
+               seed: int = 0) -> dict[str, torch.Tensor]:
+    """Image rows of one class `name` for `plotting.show_rows`: "<name>s: test", `n` of its images
+    in `data` (the seeded `data.subset`), then "<name>s: <label>", `n` samples of that class from
+    each of `models` ({label: model with `sample(y, generator=...)`}), each model drawing its noise
+    from a CPU generator seeded with `seed`, so every model gets the same z."""
+    y = torch.full((n,), CLASSES.index(name))
+    rows = {f"{name}s: test": data.subset([name], n_per_class=n).images()}
+    for label, model in models.items():
+        rows[f"{name}s: {label}"] = model.sample(y, generator=torch.Generator().manual_seed(seed))
     return rows

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 __all__ = ["image_grid", "show_images", "reconstructions", "loss_curves", "save_figure",
-           "schedule_curves", "markdown_table", "save_table", "toy_paths", "toy_samples", "metric_curves"]
+           "schedule_curves", "markdown_table", "show_table", "save_table", "toy_paths", "toy_samples", "metric_curves"]
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -146,6 +146,14 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def show_table(rows: list[dict], note: str = ""):
+    """`rows` as a Markdown table, then `note`, for a notebook to display: an IPython `Markdown`
+    object (a cell's last expression, or `display(...)`)."""
+    from IPython.display import Markdown
+
+    return Markdown(markdown_table(rows) + (f"\n{note}\n" if note else ""))
 
 
 def save_table(rows: list[dict], name: str, note: str = "", folder: str | None = None) -> str | None:

@@ -20,9 +20,8 @@
 #
 # A VAE draws images, but you cannot tell it *which* image. A **conditional** VAE (CVAE; Sohn et
 # al., 2015) learns $p(x \mid y)$, with $y$ the CIFAR-10 class, so that you can ask for a frog.
-# This chapter writes down its objective and samples a shipped ten-class CVAE; then, as a case
-# study, it reruns the experiments of the student project the course is built around (chapter
-# 00), and it ends with recipes that beat it.
+# We write down its objective, sample a shipped ten-class CVAE, rerun the experiments of the
+# student project the course is built around (chapter 00) as a case study, and end with recipes that beat it.
 #
 # **You will**
 # - write the CVAE's objective, the ELBO of $p(x \mid y)$, and see what changes when the encoder does not see the label;
@@ -46,17 +45,18 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cvae_lib") is Non
 
 # %%
 import torch
-from IPython.display import Markdown, display
 
+from cvae_lib.compute import per_image
 from cvae_lib.data import CLASSES, load_cifar10
-from cvae_lib.evaluation import output_spread, plugin_bpd, recorded_rows, rms_error, score_rows
+from cvae_lib.evaluation import class_rows, output_spread, plugin_bpd, recorded_rows, rms_error, score_rows
 from cvae_lib.models.cvae import CVAE, CVAEConfig, cvae_loss
-from cvae_lib.plotting import loss_curves, markdown_table, save_figure, show_images, show_rows
+from cvae_lib.plotting import loss_curves, save_figure, show_images, show_rows, show_table
 from cvae_lib.profiles import get_profile
 from cvae_lib.recipes import recipe
 from cvae_lib.runtime import pick_device, seed_everything
 from cvae_lib.train import evaluate, load_or_train, run_dir
 from cvae_lib.weights import load_weights, read_metadata, shipped
+from cvae_lib.widgets import latent_explorer
 
 P = get_profile()          # CVAE_PROFILE: smoke | cpu | gpu (read once, here)
 device = pick_device()
@@ -87,11 +87,10 @@ print("train:", len(train_all), " validation:", len(val), " test:", len(test))
 # - **the encoder** is $q(z \mid x, y)$ or, as in the study, $q(z \mid x)$.
 #
 # **When the encoder does not see $y$** the bound still holds (it holds for any $q$), but if the
-# class helps to rebuild $x$, $z$ must carry it, the KL term pays for it, and a decoder that
-# finds the class in $z$ has no reason to read $y$: asking for a class then does little. An
-# encoder that sees $y$ can leave the class to the label and keep in $z$ what the label does
-# not say: pose, background, colour. Exercise 03 builds the conditioning formula and that
-# encoder (`condition_encoder=True` in the library's `CVAEConfig`).
+# class helps to rebuild $x$, $z$ must carry it, at a KL cost, and a decoder that finds it in $z$
+# need not read $y$: asking for a class does little. An encoder that sees $y$ can leave the class
+# to the label and keep the rest in $z$ (pose, background, colour). Exercise 03 builds the
+# conditioning formula and that encoder (`condition_encoder=True`).
 #
 # `CVAEConfig()` is the study's network: three stages of Very Deep VAE bottleneck blocks (Child,
 # 2021; four convolutions each) *without* their residual connections, a 128-number $z$, a mirrored
@@ -114,29 +113,17 @@ for residual in (False, True):                      # the spread of an untrained
 #
 # ## 2. Sampling: one class per column
 #
-# The course ships a ten-class CVAE, trained for longer than a chapter should take. Its recipe
-# is one that section 4 introduces, "improved for samples": residual blocks, a Gaussian
-# likelihood and an encoder that sees the label. Its file records how the *judge* scored its
-# samples.
+# The course ships a ten-class CVAE, trained for longer than a chapter should take, with section
+# 4's recipe "improved for samples": residual blocks, a Gaussian likelihood and an encoder that
+# sees the label. Its file records how the *judge* scored its samples.
 #
-# > **The judge.** To score samples without looking at them, the course ships a small CIFAR-10
-# > classifier. Two numbers come from it: the **class accuracy** of conditional samples (the
-# > fraction drawn for class $y$ that the judge classifies as $y$; chance is 1 in 10) and the
-# > **Fréchet distance (FD)** between Gaussians fitted to the judge's features of samples and of test
-# > images (FID's idea, with the judge in place of an ImageNet network; FID: chapter 05). Lower
-# > is closer to real images. Chapter 05 defines both fully and examines what they reward.
-
-# %%
-ten = load_weights(shipped("cvae_ten_class"), CVAE, CVAEConfig).to(device)
-meta = read_metadata(shipped("cvae_ten_class"))["metrics"]
-j = meta["judge"]
-print(f"{meta['epochs']} epochs, {meta['train_seconds'] / 60:.0f} CPU-minutes, test bits/dim {meta['test_bpd']:.2f}; "
-      f"judge, {j['n_eval']:,} samples: class accuracy {j['acc']:.0%} (chance 10%), FD {j['fd']:.0f}")
-
-# %% [markdown]
-# An FD means nothing on its own: it has no fixed scale, and even two sets of real images are
-# not at 0. Chapter 05 gives the reference, real images scored the same way; until then, use
-# FDs only to compare models scored with the same protocol.
+# > **The judge.** A small CIFAR-10 classifier, shipped with the course, scores samples without
+# > anyone looking at them: the **class accuracy** of conditional samples (the fraction drawn for
+# > class $y$ that it classifies as $y$; chance is 1 in 10) and the **Fréchet distance (FD)**
+# > between Gaussians fitted to its features of samples and of test images (FID's idea, with the
+# > judge in place of an ImageNet network; chapter 05 defines both fully). Lower is closer to real
+# > images, but an FD has no fixed scale (even two sets of real images are not at 0), so until
+# > chapter 05 scores real images the same way, compare FDs only between models scored alike.
 #
 # **The class grid.** Each column is one class; each row is one $z \sim \mathcal N(0, I)$, shared
 # along the row, so along a row only the label changes (exercise 03 builds the grid's inputs;
@@ -144,6 +131,11 @@ print(f"{meta['epochs']} epochs, {meta['train_seconds'] / 60:.0f} CPU-minutes, t
 # the image, its colours, the object? Then run the next cell.
 
 # %%
+ten = load_weights(shipped("cvae_ten_class"), CVAE, CVAEConfig).to(device)
+m = read_metadata(shipped("cvae_ten_class"))["metrics"]
+j = m["judge"]
+print(f"{m['epochs']} epochs, {m['train_seconds'] / 60:.0f} CPU-minutes, test bits/dim {m['test_bpd']:.2f}; "
+      f"judge, {j['n_eval']:,} samples: class accuracy {j['acc']:.0%} (chance 10%), FD {j['fd']:.0f}")
 grid_normal = ten.sample_grid(10, "normal", torch.Generator().manual_seed(0)).cpu()   # (100, 3, 32, 32)
 fig = show_images(grid_normal, nrow=10, col_labels=CLASSES, title="ten-class CVAE: one z per row, z ~ N(0, I)")
 save_figure(fig, "03_grid_ten_class_normal")
@@ -151,13 +143,13 @@ save_figure(fig, "03_grid_ten_class_normal")
 # %% [markdown]
 # The rows differ: $z$ decides the layout, where the bright and dark masses sit. Along a row the
 # label mostly shifts colour and background (bluer for airplanes and ships, greener and browner
-# for deer and frogs), rarely the object; the judge's accuracy, not far from chance, agrees.
-# Explore: the sliders move $z$ along the main directions of test images' codes, and the
-# dropdown decodes the same $z$ as another class.
+# for deer and frogs), rarely the object, as the judge's accuracy, not far from chance, says.
+# (Chapter 07 answers the same request, "draw a frog", with a stronger ten-class model, a
+# flow-matching prior in a latent space; compare its class grid with this one when you get there.)
+# Explore: the sliders move $z$ along the main directions of test images' codes; the dropdown
+# decodes the same $z$ as another class.
 
 # %%
-from cvae_lib.widgets import latent_explorer
-
 with torch.no_grad():
     mu_test = ten.encode(test.images(500).to(device), test.y[:500].to(device))[0].cpu()   # (N, Z)
 latent_explorer(lambda z, y: ten.decode_mean(z.to(device), y.to(device)), mu_test, class_names=CLASSES)
@@ -169,7 +161,7 @@ latent_explorer(lambda z, y: ten.decode_mean(z.to(device), y.to(device)), mu_tes
 # rate $10^{-3}$, batches of 46, 200 epochs) on the subsets its hardware allowed: one class,
 # 1 image per class, 100 per class. It sampled with *uniform* noise (and scored samples by SSIM,
 # which chapter 05 examines). We rerun each experiment briefly; three are also shipped, trained
-# for the study's 200 epochs.
+# as the study trained them (200 epochs, no early stopping).
 #
 # ### One class: airplanes only, frogs only
 
@@ -181,16 +173,10 @@ for name in ("airplane", "frog"):
     data, _ = r.data.select(images)
     h = load_or_train(one_class[name], cvae_loss, data, r.train, RUNS / r.checkpoint, device=device)
     print(f"{name}: {len(data)} images, {len(h)} epochs, {h.seconds:.0f} s")
-print(r.train)
-
-# %%
 study_runs = {n: load_weights(shipped(f"study_{n}"), CVAE, CVAEConfig).to(device) for n in one_class}
 rows = {}
 for name in one_class:            # per class: test images, the short run's samples, the 200-epoch model's
-    y = torch.full((10,), CLASSES.index(name))
-    rows[f"{name}s: test"] = test.subset([name], n_per_class=10).images()
-    rows[f"{name}s: short run"] = one_class[name].sample(y, generator=torch.Generator().manual_seed(0))
-    rows[f"{name}s: 200 epochs"] = study_runs[name].sample(y, generator=torch.Generator().manual_seed(0))
+    rows |= class_rows(test, name, {"short run": one_class[name], "200 epochs": study_runs[name]})
 save_figure(show_rows(rows, title="one-class CVAEs, z ~ N(0, I)"), "03_one_class")
 
 # %% [markdown]
@@ -213,12 +199,10 @@ fig = show_rows(rows, col_labels=[CLASSES[k] for k in tiny.y.tolist()], title=f"
 save_figure(fig, "03_one_per_class")
 
 # %% [markdown]
-# After a run this short the samples are blurred blobs in roughly the colours of their training
-# images, not the images themselves: the loss has barely started to fall (section 1's plain
-# blocks train slowly). The danger of this experiment shows only with far more steps: a model
-# with ten training images can learn to reproduce each one from its label alone. That is
-# memorisation, not learning: the label identifies the image, the decoder can ignore $z$, and
-# nothing about the class is learned.
+# After a run this short the samples are blurred blobs in roughly their training images' colours:
+# the loss has barely started to fall (section 1's plain blocks train slowly). With far more
+# steps, a model with ten training images can reproduce each one from its label alone. That is
+# memorisation, not learning: the label identifies the image, and the decoder can ignore $z$.
 #
 # ### 100 images per class, with a validation set
 #
@@ -230,46 +214,36 @@ r = recipe("cvae_study_100_per_class", P)                 # its TrainConfig has 
 hundred, _ = r.data.select(images)
 model_100 = CVAE(r.model)
 h100 = load_or_train(model_100, cvae_loss, hundred, r.train, RUNS / r.checkpoint, val=val, device=device)
-title = f"100 images per class: BCE + KL per sub-pixel (best epoch {h100.best_epoch})"   # BCE: not a bound on -log p
+title = f"100 images per class: BCE + KL per sub-pixel (best epoch {h100.best_epoch})"
 save_figure(loss_curves(h100, title=title), "03_hundred_curve")
 print(f"{len(h100)} epochs, stopped early: {h100.stopped_early}, best epoch: {h100.best_epoch}; "
       f"test BCE + KL per sub-pixel {evaluate(model_100, cvae_loss, test)['loss']:.4f}")
 
 # %% [markdown]
-# (The loss here is the study's BCE plus the KL, per sub-pixel: since BCE is not a likelihood
-# over pixel levels, chapter 02, it is not a bound on $-\log p(x)$, only a training loss.)
+# The loss is the study's BCE plus the KL, per sub-pixel: a training loss, not a bound on
+# $-\log p(x)$, since BCE is not a likelihood over pixel levels (chapter 02). When the training
+# loss keeps falling and the validation loss does not, the model learns *those images*, not the
+# classes: **overfitting**, the moment to stop. This short run hardly gets past each class's
+# average image, so both curves stay nearly flat.
 #
-# When the training loss keeps falling and the validation loss does not, the model learns *those
-# images* rather than the classes: **overfitting**, the moment to stop. This short run does not
-# get there: it hardly gets past each class's average image, so both curves stay nearly flat.
-# Neither did the study's 200-epoch run on these images, which trained without early stopping:
-# the next table records its final training loss next to its test loss, nearly equal, and a KL
-# of zero. It did not overfit; it collapsed, as the paragraph after the table explains.
-#
-# ### What the study's 200 epochs produced
-#
-# The shipped runs were trained as the study trained them, without early stopping. Their files
-# record the losses and the KL term, the nats per image stored in $z$:
+# **What the study's 200 epochs produced.** The shipped runs' files record their losses and the
+# KL term, the nats per image stored in $z$:
 
 # %%
 study_100 = load_weights(shipped("study_hundred_per_class"), CVAE, CVAEConfig).to(device)
-columns = {"training images": ("n_train", "{:,}"), "epochs": ("epochs", "{}"),   # BCE + KL: not a bound on -log p
-           "train BCE + KL per sub-pixel": ("final_train_loss", "{:.4f}"),
-           "test BCE + KL per sub-pixel": ("test_loss", "{:.4f}"), "KL (nats/image)": ("test_kl", "{:.1f}")}
-display(Markdown(markdown_table(recorded_rows([f"study_{n}" for n in ("airplane", "frog", "hundred_per_class")], columns))))
 x = study_100.sample(torch.arange(10).repeat_interleave(10), generator=torch.Generator().manual_seed(0)).cpu()
 fig = show_images(x, nrow=10, row_labels=CLASSES, title="100 images per class, 200 epochs: z ~ N(0, I)")
 save_figure(fig, "03_hundred_study")
+show_table(recorded_rows([f"study_{n}" for n in ("airplane", "frog", "hundred_per_class")]))
 
 # %% [markdown]
 # **Posterior collapse.** Two of the three runs, the frogs and the 100 images per class, have a
-# KL of zero: $q(z \mid x)$ equals the prior, the decoder ignores $z$, and each row above is one
-# image, the average of that class, ten times over: the study's "class-shaped blobs". Their
-# training and test losses agree because a model that ignores $z$ has little left to overfit
-# with: it learns one average image per class, and the average of 100 training images is close
-# to the average of the test images. Which way a run goes is decided early;
-# section 1's plain blocks make reading $z$ hard, and nothing in the study's recipe (no KL
-# warm-up, no free bits, chapter 02) steers it.
+# KL of zero: $q(z \mid x)$ equals the prior, the decoder ignores $z$, and each row of the figure
+# is one image, the class average, ten times over: the study's "class-shaped blobs". So the
+# 100-per-class run did not overfit, it collapsed: its training and test losses agree because a
+# model that ignores $z$ learns one average image per class, close to the test images' average.
+# Which way a run goes is decided early; section 1's plain blocks make reading $z$ hard, and
+# nothing in the study's recipe (no KL warm-up, no free bits, chapter 02) steers it.
 #
 # ### All the data, the study's settings
 
@@ -282,9 +256,8 @@ print(f"study recipe, all data: {len(h_study)} epochs in {h_study.seconds:.0f} s
       f"KL on the validation set {h_study['val_kl'][-1]:.1f} nats per image")
 
 # %% [markdown]
-# Read that KL as in the table above: near 0, the run has collapsed and $z$ carries nothing (every
-# sample of a class would be the same image); the more nats, the more $z$ stores about each
-# image, and the more the samples of one class can differ.
+# Read that KL as in the table above: near 0, the run has collapsed and a class's samples are all
+# one image; the more nats, the more $z$ stores about each image and the more they can differ.
 #
 # ### Uniform noise is not the prior
 #
@@ -304,24 +277,21 @@ spread = {n: float(g.reshape(10, 10, -1).std(0).mean()) for n, g in (("uniform",
 print(f"spread of the grid's images across rows: uniform {spread['uniform']:.3f}, normal {spread['normal']:.3f}")
 
 # %% [markdown]
-# Every row of the uniform grid is nearly the same washed-out image: its spread across rows is far
-# smaller. Two facts explain it. First, in $d$ dimensions the draws of $\mathcal N(0, I)$ are not
-# near the origin: their squared length is a sum of $d$ squares of mean 1, so almost all of them
-# lie on a thin shell of radius about $\sqrt d$, here $\sqrt{128} \approx 11$. The decoder was
-# trained on codes from that shell. A uniform $z$ has mean $\tfrac12$ in every coordinate, so it
-# sits in one corner of the space (every coordinate positive), about $\sqrt{128/3} \approx 6.5$
-# from the origin (the printed lengths): off the shell, where the decoder has never been.
-# Second, its standard deviation per coordinate is $1/\sqrt{12} \approx 0.29$ against the prior's
-# 1, so uniform draws differ from each other about 3.5 times less than normal ones, and so do
-# the images decoded from them. Exercise 03 repairs the
-# study's sampler with the inverse normal CDF, $z = \Phi^{-1}(u)$.
+# Every row of the uniform grid is nearly the same washed-out image (its spread across rows is
+# far smaller), for two reasons. In $d$ dimensions the squared length of a draw of
+# $\mathcal N(0, I)$ is a sum of $d$ squares of mean 1, so almost all draws lie on a thin shell of
+# radius about $\sqrt d$ ($\sqrt{128} \approx 11$), where the decoder was trained. A uniform $z$
+# (mean $\tfrac12$ per coordinate) sits in one corner, about $\sqrt{128/3} \approx 6.5$ from the
+# origin (the printed lengths): off the shell, where the decoder has never been. And its standard
+# deviation per coordinate, $1/\sqrt{12} \approx 0.29$ against the prior's 1, makes uniform
+# draws, and their images, differ about 3.5 times less. Exercise 03 repairs the sampler with the
+# inverse normal CDF, $z = \Phi^{-1}(u)$.
 #
 # ## 4. Beyond the study
 #
-# Two recipes improve on the study, one aimed at bits/dim and one at samples. One of them uses
-# a **spatial latent**: instead of one vector for the whole image, the code is a small grid over
-# the image (here 8 channels at each of 8x8 positions), so the numbers at each position
-# describe mostly their own patch of the image.
+# Two recipes improve on the study, one aimed at bits/dim and one at samples. The first uses a
+# **spatial latent**: instead of one vector for the whole image, a small grid of codes (here 8
+# channels at each of 8x8 positions), each describing mostly its own patch of the image.
 #
 # | | study | improved for bits/dim | improved for samples |
 # |---|---|---|---|
@@ -329,44 +299,36 @@ print(f"spread of the grid's images across rows: uniform {spread['uniform']:.3f}
 # | blocks; latent | plain; vector, 128 | residual; **spatial**, 8 channels on an 8x8 grid | residual; vector, 128 |
 # | encoder sees $y$; KL | no; plain | yes; warm-up | yes; warm-up |
 #
-# The bits/dim recipe gets **as many training steps** as the study's all-data run, in batches
-# of 32 images instead of 46: about the same computation, on any machine (the next cell counts it).
+# The bits/dim recipe gets **as many training steps** as the study's all-data run, in batches of
+# 32 images instead of 46: about the same computation, on any machine (the next cell counts it).
+#
+# **The comparison, on the test split.** The study's BCE model has no bits/dim, so we give it the
+# fairest one: its decoder's mean image centres a discretised Gaussian (chapter 02) whose width
+# $\sigma_x$ is the RMS error on **validation** images (the maximum-likelihood width around fixed
+# means); of the validation bits/dim at $0.8\,\sigma_x$, $\sigma_x$ and $1.25\,\sigma_x$, the
+# middle one should be the lowest. PSNR and SSIM compare mean reconstructions ($z = \mu$) with test images.
 
 # %%
-from cvae_lib.compute import per_image
-
 r = recipe("cvae_improved_bpd", P)                         # its model: a CVAEConfig with spatial=True
 flops = (per_image(r)[0] * r.train.batch_size) / (per_image(study_run)[0] * study_run.train.batch_size)
 print(f"the study's run: {study_run.steps} steps of {study_run.train.batch_size} images; the bits/dim recipe: "
       f"{r.steps} steps of {r.train.batch_size}, {flops:.2f} times the study's training FLOPs per step")
 improved = CVAE(r.model)
 h_improved = load_or_train(improved, cvae_loss, train_all, r.train, RUNS / r.checkpoint, val=val, device=device)
-
-# %% [markdown]
-# **The comparison, on the test split.** The study's BCE model has no bits/dim, so we give it the
-# fairest one: its decoder's mean image centres a discretised Gaussian whose width $\sigma_x$
-# (chapter 02), the RMS error (the maximum-likelihood $\sigma_x$ around fixed means), is fitted on
-# **validation** images. The cell checks that choice: of the validation bits/dim at
-# $0.8\,\sigma_x$, $\sigma_x$ and $1.25\,\sigma_x$, the middle one should be the lowest. PSNR and
-# SSIM compare the mean reconstructions at $z = \mu$ with the test images.
-
-# %%
 val_small = val.subset(n_per_class=50, seed=0)          # validation images choose sigma
 sigma = rms_error(study, val_small)
 print(f"RMS error {sigma:.3f}; validation bits/dim at 0.8, 1 and 1.25 times it: "
       + ", ".join(f"{plugin_bpd(study, val_small, f * sigma):.3f}" for f in (0.8, 1.0, 1.25)))
 scored = {"study recipe": (study, plugin_bpd(study, test, sigma), h_study.seconds),   # (model, bits/dim, seconds)
           "improved (bits/dim)": (improved, evaluate(improved, cvae_loss, test)["bpd"], h_improved.seconds)}
-display(Markdown(markdown_table(score_rows(scored, test)) + f"\non all {len(test):,} test images, same seed, same machine"))
+show_table(score_rows(scored, test), f"on all {len(test):,} test images, same seed, same machine")
 
 # %% [markdown]
-# In the `cpu` profile the improved recipe wins on every number: a distribution over pixel levels with coupled colour
-# channels, a latent that keeps *where* things are, residual blocks that train from the first step.
+# In the `cpu` profile the improved recipe wins on every number: a distribution over pixel levels
+# with coupled colours, a latent that keeps *where* things are, blocks that train from the start.
 #
-# ### Likelihood is not sample quality
-#
-# Sample from both, and from a recipe chosen for samples, whose vector latent makes a random $z$
-# a random *image* rather than a random patch at every position.
+# **Likelihood is not sample quality.** Sample from both, and from a recipe chosen for samples,
+# whose vector latent makes a random $z$ a random *image* rather than a random patch at every position.
 
 # %%
 r = recipe("cvae_improved_samples", P)                     # sigma = 0.1, a KL warm-up over its first eighth
@@ -382,18 +344,16 @@ save_figure(show_rows(rows, col_labels=CLASSES, title="one sample per class from
 
 # %% [markdown]
 # The best bits/dim gives the worst-looking samples, coloured texture: independent draws for the
-# 64 positions of its spatial latent are patches that do not agree with each other (it
-# reconstructs well only because the encoder says what is in every patch). The study's model
-# gives grey blobs, the vector-latent models class-coloured layouts ($\tau$, the temperature of
-# chapter 02, draws $z \sim \mathcal N(0, \tau^2 I)$). Which samples are better should not be decided by eye:
-# chapter 05 measures it.
+# 64 positions of its spatial latent are patches that do not agree (it reconstructs well only
+# because the encoder says what is in every patch). The study's model gives grey blobs, the
+# vector-latent models class-coloured layouts ($\tau$, chapter 02's temperature, draws
+# $z \sim \mathcal N(0, \tau^2 I)$). Which is better is for chapter 05 to measure, not the eye.
 #
 # ## What this chapter showed
 #
 # - A CVAE maximises the ELBO of $p(x \mid y)$; the label shifts the decoder's code, and an encoder
-#   that sees it lets $z$ leave the class out. Of a class, a CVAE of this size learns mostly colours.
-# - The study's experiments: one class gives its average colours, 1 image per class can be
-#   memorised, and two of the three 200-epoch runs (frogs, 100 per class) did not overfit but
-#   collapsed; uniform noise is not the prior.
+#   that sees it lets $z$ leave the class out. Of a class, a CVAE this size learns mostly colours.
+# - The study: one class gives its average colours, 1 image per class can be memorised, two of the
+#   three 200-epoch runs (frogs, 100 per class) collapsed rather than overfit; uniform noise is not the prior.
 # - A better likelihood, residual blocks and a spatial latent win on bits/dim at about the same
 #   training cost, and still do not give better samples.

@@ -6,6 +6,7 @@ import torch
 
 from cvae_lib.data import ImageSet
 from cvae_lib.evaluation import (
+    class_rows,
     output_spread,
     plugin_bpd,
     reconstruction_scores,
@@ -123,8 +124,22 @@ def test_recorded_rows_read_the_shipped_files_metadata():
     for name, row in zip(names, rows):
         m = read_metadata(shipped(name))["metrics"]
         assert row["epochs"] == str(m["epochs"]) and row["training images"] == f"{m['n_train']:,}"
-        assert row["KL (nats/image)"] == f"{m['test_kl']:.1f}" and row["test -ELBO/dim"] == f"{m['test_loss']:.4f}"
+        assert row["KL (nats/image)"] == f"{m['test_kl']:.1f}"
+        assert row["test BCE + KL per sub-pixel"] == f"{m['test_loss']:.4f}"                # BCE: no -ELBO
     assert recorded_rows(["study_frog"], {"n": ("n_train", "{}")})[0].keys() == {"shipped run", "n"}
+
+
+def test_class_rows_put_a_class_test_images_above_each_models_samples_of_it(image_set):
+    data = image_set(40)                                               # 4 per class
+    torch.manual_seed(0)
+    a, b = CVAE(CVAEConfig(**SMALL)).eval(), CVAE(CVAEConfig(**SMALL)).eval()
+    rows = class_rows(data, "frog", {"a": a, "b": b}, n=3, seed=5)
+    assert list(rows) == ["frogs: test", "frogs: a", "frogs: b"]
+    assert torch.equal(rows["frogs: test"], data.subset(["frog"], n_per_class=3).images())
+    y = torch.full((3,), 6)                                            # frog is class 6
+    assert torch.equal(rows["frogs: a"], a.sample(y, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(rows["frogs: b"], b.sample(y, generator=torch.Generator().manual_seed(5)))
+    assert all(r.shape == (3, 3, 32, 32) for r in rows.values())
 
 
 def test_an_untrained_plain_decoder_hardly_depends_on_z_and_a_residual_one_does():

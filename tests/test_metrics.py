@@ -102,6 +102,14 @@ def test_markdown_table_fills_missing_values():
     assert markdown_table(rows).splitlines() == ["| model | FD |", "|---|---|", "| a | 1.5 |", "| b | n/a |"]
 
 
+def test_show_table_is_the_markdown_table_then_the_note_for_a_notebook_to_display():
+    from cvae_lib.plotting import markdown_table, show_table
+    rows = [{"model": "a", "FD": 1.5}]
+    assert show_table(rows).data == markdown_table(rows)
+    assert show_table(rows, "a note").data == markdown_table(rows) + "\na note\n"
+    assert show_table(rows, "a note")._repr_markdown_().endswith("a note\n")
+
+
 def test_show_rows_puts_one_labelled_row_per_entry():
     from cvae_lib.plotting import show_rows
 
