@@ -3,7 +3,10 @@
     with atomic_write("runs/ae.pt") as tmp:      # a temporary file beside the target
         torch.save(state, tmp)                   # on success: fsync, then rename over the target
 
-A crash or an exception inside the block leaves the old file (or none) and no temporary file.
+A crash or an exception inside the block leaves the old file (or none) and no temporary file
+(where the folder still allows removing it: on a read-only filesystem the WriteError is raised
+all the same, and a temporary file left behind is removed by the next write once its writer is
+gone).
 Checkpoints (train.py), shipped weights (weights.py) and the decoded CIFAR-10 cache (data.py)
 all go through `atomic_write`. `course_root` finds the clone that holds the notebooks and
 solutions, which belong to the repository, not to the installed package.
@@ -28,7 +31,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     the new one, never a part. Parent folders are created.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(path, e) from e
     _remove_stale(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -39,7 +45,17 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     except (OSError, RuntimeError) as e:   # torch.save reports a full disk as a RuntimeError
         raise WriteError(path, e) from e
     finally:
+        _discard(tmp)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file if it is there. Cleaning up must not replace the error being raised
+    (on a read-only filesystem even unlinking a file that does not exist fails with EROFS) or fail
+    a write that succeeded; a file that stays is removed by a later write (`_remove_stale`)."""
+    try:
         tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 class WriteError(OSError):
@@ -51,10 +67,11 @@ class WriteError(OSError):
             free = f"{shutil.disk_usage(path.parent).free / 2**20:,.0f} MB free there"
         except OSError:
             free = "free space unknown"
-        super().__init__(getattr(cause, "errno", None),
-                         f"could not write {path} ({type(cause).__name__}: {str(cause)[:160]}); {free}. "
-                         f"The previous {path.name}, if there was one, is unchanged: free some disk space "
-                         f"or check the folder's permissions, then run again")
+        message = (f"could not write {path} ({type(cause).__name__}: {str(cause)[:160]}); {free}. "
+                   f"The previous {path.name}, if there was one, is unchanged: free some disk space "
+                   f"or check the folder's permissions, then run again")
+        code = getattr(cause, "errno", None)     # torch.save's RuntimeError has none: no "[Errno None]"
+        super().__init__(*((code, message) if code is not None else (message,)))
 
 
 def _remove_stale(path: Path) -> None:
@@ -64,7 +81,7 @@ def _remove_stale(path: Path) -> None:
             pid = int(tmp.name[len(path.name) + 2:-4])
             os.kill(pid, 0)                 # raises if no such process: the writer is dead
         except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
         except (ValueError, PermissionError):   # not our naming, or another user's live process
             pass
 

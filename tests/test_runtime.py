@@ -60,6 +60,55 @@ def test_a_full_disk_names_the_file_and_keeps_the_last_good_checkpoint(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]         # no temporary file left
 
 
+def test_a_failing_cleanup_does_not_hide_the_write_error(tmp_path, monkeypatch):
+    """On a read-only filesystem unlinking even a missing file fails (EROFS): the cleanup's error
+    replaced the WriteError that names the file."""
+    import errno
+    from pathlib import Path
+
+    from cvae_lib.files import WriteError
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(WriteError, match="could not write .*f.bin"), atomic_write(tmp_path / "f.bin") as tmp:
+        tmp.write_bytes(b"x")
+        raise OSError(errno.EROFS, "Read-only file system")
+    with atomic_write(tmp_path / "g.bin") as tmp:        # a write that succeeds is not failed by its cleanup
+        tmp.write_bytes(b"whole")
+    assert (tmp_path / "g.bin").read_bytes() == b"whole"
+
+
+READ_ONLY = """
+import sys, torch
+from cvae_lib.files import WriteError, atomic_write
+try:
+    with atomic_write(sys.argv[1]) as tmp:
+        torch.save({"w": torch.zeros(3)}, tmp)
+except WriteError as e:
+    print("WriteError:", e)
+"""
+
+
+def test_a_read_only_filesystem_is_a_write_error(tmp_path):
+    """A real read-only mount (a tmpfs mounted read-only in a user and mount namespace of its own)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = f"mount -t tmpfs -o ro tmpfs {ro} && exec {sys.executable} -c '{READ_ONLY}' {ro}/run.pt"
+    r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=120)
+    if "mount" in r.stderr and r.returncode != 0 and "WriteError" not in r.stdout:
+        pytest.skip(f"no read-only mount in a user namespace here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0 and "WriteError: could not write" in r.stdout and "Read-only" in r.stdout, r
+
+
 def test_atomic_write_removes_what_a_killed_writer_left(tmp_path):
     import subprocess
     import sys
