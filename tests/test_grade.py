@@ -56,8 +56,17 @@ def run_grader(subs: Path, out: Path, *options: str) -> dict[str, list[dict]]:
     return table
 
 
+def is_answer(row: dict) -> bool:
+    return row["check"].startswith("written answer:")
+
+
 def statuses(rows: list[dict]) -> list[str]:
-    return [r["status"] for r in rows if r["check"] != "(notebook)"]
+    """The check rows' statuses (not the notebook's events, not its written answers)."""
+    return [r["status"] for r in rows if r["check"] != "(notebook)" and not is_answer(r)]
+
+
+def answers(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if is_answer(r)]
 
 
 def events(rows: list[dict]) -> dict[str, str]:
@@ -145,6 +154,14 @@ def test_every_exercise_goes_through_the_proxy(tmp_path):
                        "--processes", str(m.processes))
     assert set(statuses(table["all"])) == {"passed"} and len(statuses(table["all"])) >= 70, [
         (r["check"], r["status"], r["message"][:200]) for r in table["all"] if r["status"] != "passed"]
+    # every written answer of the solutions is to read, one row per answer cell, outside the total
+    tagged = {"prediction", "going-further"}
+    n_answers = sum(c.cell_type == "markdown" and bool(tagged & set(c.metadata.get("tags", [])))
+                    for name in names for c in solution(name).cells)
+    assert [r["status"] for r in answers(table["all"])] == ["to read"] * n_answers and n_answers >= 2 * len(names)
+    n = len(statuses(table["all"]))
+    assert table["total:all"][0]["status"] == f"{n} / {n}"
+    assert f"written answers to read: {n_answers} of {n_answers}" in table["total:all"][0]["message"]
     failed = {r["check"] for r in table["wrong"] if r["status"] == "failed"}
     assert failed == {"reparameterize: gradients flow to mu and logvar",
                       "ex04.ddpm_loss: feeds the model xt (Eq. 4) and t"}

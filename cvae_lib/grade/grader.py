@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checks import CheckResult, collecting
+from .answers import answer_rows
 from .gradebook import NOTEBOOK, GradebookBusy, GradebookLock, Row, write_gradebook
-from .intake import EXERCISE, Refusal, Submission, find_submissions
+from .intake import EXERCISE, Refusal, Submission, code_cells, find_submissions, read_cells
 from .limits import CONFINEMENTS, Confinement, GiB, Limits, MiB, check_limits, choose_confinement
-from .plan import Step, check_cell_notes, load_plan, read_submission, solution_sources
+from .plan import Step, answer_cells, check_cell_notes, load_plan, solution_sources
 from .remote import Remote, RemoteFunction
 from .sandbox import SandboxUnavailable, Stopped, default_confinement, require_bwrap
 
@@ -142,6 +143,8 @@ def _run_steps(plan: list[Step], sources: dict, remote: Remote, limits: Limits):
     """Run the grader's copy with the student's solution cells; (check results, events)."""
     results, events, missing = [], [], {}
     for step in plan:
+        if step.kind == "answer":               # read by a person (answers.py), never run
+            continue
         if step.kind == "check":
             results += _run_check(step, remote, missing)
             continue
@@ -195,18 +198,21 @@ def _grade_one(student: str, exercise: str, path: Path | None, plan: list[Step],
                bwrap: str | None = None, confinement: Confinement | None = None,
                refusal: str | None = None) -> tuple[list[Row], str | None]:
     """Rows for one submitted notebook, and the fingerprint of its solution cells if it earned a point."""
-    notes, sources = [], {}
+    notes, sources, answers = [], {}, None
     if refusal is not None:
         remote = Remote(stopped=Stopped("refused", f"not graded: {refusal}", "missing"))
     elif path is None:
         remote = Remote(stopped=Stopped("not submitted", "no notebook submitted for this exercise", "missing"))
     else:
         try:
-            cells = read_submission(path)
-            sources, notes = solution_sources(plan, cells), check_cell_notes(plan, cells)
+            cells = read_cells(path)
+            code = code_cells(cells)
+            sources, notes = solution_sources(plan, code), check_cell_notes(plan, code)
+            answers = answer_cells(plan, cells)
             remote = Remote(limits, bwrap=bwrap, confinement=confinement)
         except (ValueError, OSError) as e:
             remote = Remote(stopped=Stopped("unreadable", f"not a readable notebook: {e}"))
+    why = f"the notebook was not read ({remote.stopped.kind})" if answers is None and remote.stopped else ""
     try:
         remote.trace(_watched(plan))
         with _secret_inputs(), _bounded_grader():
@@ -217,6 +223,7 @@ def _grade_one(student: str, exercise: str, path: Path | None, plan: list[Step],
     events = notes + events
     events += _result_events(results, events, limits, oom)
     rows = ([Row(student, exercise, f"{r.exercise}: {r.prop}", r.status, r.message) for r in results]
+            + answer_rows(student, exercise, plan, answers, why)
             + [Row(student, exercise, NOTEBOOK, kind, message) for kind, message in events])
     earned = any(r.status == "passed" for r in results)
     return rows, (_fingerprint(plan, sources) if earned and sources else None)

@@ -1,7 +1,8 @@
 """The submission folder, read as untrusted files.
 
     found, refused = find_submissions(Path("submitted"))    # [Submission], [Refusal]
-    cells = read_notebook(found[0].path)                    # [(cell id, source)] or ValueError
+    cells = read_cells(found[0].path)                       # [Cell(id, kind, source, tags)] or ValueError
+    code = read_notebook(found[0].path)                     # [(cell id, source)] of the code cells
 
 A student (or the zip an LMS built from their upload) controls every name and file type in the
 folder, so nothing is followed or read blindly:
@@ -25,7 +26,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Submission", "Refusal", "find_submissions", "read_notebook", "MAX_NOTEBOOK_BYTES", "EXERCISE"]
+__all__ = ["Submission", "Refusal", "Cell", "find_submissions", "read_cells", "read_notebook", "code_cells",
+           "MAX_NOTEBOOK_BYTES", "EXERCISE"]
 
 MAX_NOTEBOOK_BYTES = 50 << 20
 MAX_DEPTH = 8
@@ -39,6 +41,15 @@ class Submission:
     student: str
     exercise: str
     path: Path
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a submission, as data: only its id, kind, source and tags are kept."""
+    id: str
+    kind: str                   # "code" | "markdown" | "raw" | whatever the file says
+    source: str | None          # None: a Markdown or raw cell whose source is not text
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,18 +139,39 @@ def read_bytes(path: Path, limit: int = MAX_NOTEBOOK_BYTES) -> bytes:
         os.close(fd)
 
 
-def read_notebook(path: Path) -> list[tuple[str, str]]:
-    """(cell id, source) of every code cell of a submitted notebook; ValueError if unreadable.
+def _tags(cell) -> tuple[str, ...]:
+    meta = cell.get("metadata")
+    tags = meta.get("tags") if isinstance(meta, dict) else None
+    return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
 
-    Only sources are kept: outputs, execution counts and metadata never reach the grade.
+
+def read_cells(path: Path) -> list[Cell]:
+    """Every cell of a submitted notebook (id, kind, source, tags); ValueError if unreadable.
+
+    Only these are kept: outputs, execution counts and the rest of the metadata never reach the
+    grade. A code cell whose source is not text makes the notebook unreadable; a Markdown or raw
+    cell's is kept as None (a written answer that cannot be read is reported as such).
     """
     import nbformat
     data = read_bytes(path)
     try:
         nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-        cells = [(str(c.get("id", "")), c.source) for c in nb.cells if c.get("cell_type") == "code"]
+        cells = []
+        for c in nb.cells:
+            kind, source = str(c.get("cell_type", "")), c.get("source")
+            if kind == "code" and not isinstance(source, str):
+                raise TypeError("a code cell's source is not text")
+            cells.append(Cell(str(c.get("id", "")), kind, source if isinstance(source, str) else None, _tags(c)))
     except Exception as e:  # not UTF-8, not JSON, not a notebook
         raise ValueError(f"{type(e).__name__}: {str(e)[:200]}") from None
-    if not all(isinstance(src, str) for _, src in cells):
-        raise ValueError("a code cell's source is not text")
     return cells
+
+
+def code_cells(cells: list[Cell]) -> list[tuple[str, str]]:
+    """(cell id, source) of every code cell."""
+    return [(c.id, c.source) for c in cells if c.kind == "code"]
+
+
+def read_notebook(path: Path) -> list[tuple[str, str]]:
+    """(cell id, source) of every code cell of a submitted notebook; ValueError if unreadable."""
+    return code_cells(read_cells(path))
