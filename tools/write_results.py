@@ -79,6 +79,9 @@ SOURCES = {
     "fid": lambda: _json("benchmarks/results/fid-real-vs-real-2000.json"),
     "ttq-vae": lambda: _json("benchmarks/results/ttq-vae-cpu.json"),
     "ttq-ddpm": lambda: _json("benchmarks/results/ttq-ddpm-cpu.json"),
+    "ten-class": lambda: _json("benchmarks/results/ten-class-protocol.json"),
+    "em-ldm": lambda: _json("benchmarks/results/equal-minutes-ten-class/ttq-ldm-cpu.json"),
+    "em-lfm": lambda: _json("benchmarks/results/equal-minutes-ten-class/ttq-lfm-cpu.json"),
     "peers-15min": lambda: {"table": _first_table((ROOT / "benchmarks/results/peers-15min/summary.md").read_text())},
 }
 
@@ -131,23 +134,29 @@ def render_template(text: str) -> str:
 
 
 def render_run_times() -> str:
-    """The chapters' run times: smoke, then each committed cpu run, with the notes column."""
+    """The chapters' run times: smoke, then each committed cpu run, with the notes column. A run
+    of only some chapters (`python -m cvae_lib.course 07`) gets its own column, "-" for the
+    chapters it did not run, and no total."""
     folder = RESULTS / "run-times"
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.stem != "notes"}
     notes = json.loads((folder / "notes.json").read_text())["chapters"]
-    cpu = [r for r in runs.values() if r["profile"] == "cpu"]
+    complete = lambda r: set(notes) <= set(r["chapters"])                       # noqa: E731
     smoke = [r for r in runs.values() if r["profile"] == "smoke"]
-    head = ["chapter"] + ["smoke"] * len(smoke) + [f"cpu, run {i + 1}" if len(cpu) > 1 else "cpu"
-                                                   for i in range(len(cpu))] + ["what the cpu profile trains and does"]
+    cpu_full = [r for r in runs.values() if r["profile"] == "cpu" and complete(r)]
+    cpu_part = [r for r in runs.values() if r["profile"] == "cpu" and not complete(r)]
+    heads = ["smoke" if complete(r) else f"smoke, {', '.join(sorted(r['chapters']))} alone" for r in smoke]
+    heads += [f"cpu, run {i + 1}" if len(cpu_full) > 1 else "cpu" for i in range(len(cpu_full))]
+    heads += [f"cpu, {', '.join(sorted(r['chapters']))} alone" for r in cpu_part]
+    head = ["chapter", *heads, "what the cpu profile trains and does"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for ch, note in notes.items():
         cells = [note["name"]]
-        for r in smoke:
-            s = r["chapters"][ch]["seconds"]
-            cells.append(f"{s:.0f} s" + (f" ({note['smoke']})" if note.get("smoke") else ""))
-        cells += [f"{r['chapters'][ch]['seconds']:.0f} s" for r in cpu]
+        for r in smoke + cpu_full + cpu_part:
+            c = r["chapters"].get(ch)
+            remark = f" ({note['smoke']})" if r in smoke and c and note.get("smoke") else ""
+            cells.append(f"{c['seconds']:.0f} s{remark}" if c else "-")
         lines.append("| " + " | ".join(cells + [note["does"]]) + " |")
-    totals = [f"{r['total_seconds'] / 60:.1f} min" for r in smoke + cpu]
+    totals = [f"{r['total_seconds'] / 60:.1f} min" if complete(r) else "-" for r in smoke + cpu_full + cpu_part]
     lines.append("| all | " + " | ".join(totals) + " | |")
     return "\n".join(lines)
 
