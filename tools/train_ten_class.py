@@ -135,6 +135,8 @@ def main(argv=None) -> None:
     p.add_argument("--n-eval", type=int, default=2000, help="samples of the protocol (equal per class)")
     p.add_argument("--fid-reference", type=int, default=1, help="0: skip FID (smoke runs)")
     p.add_argument("--compare", nargs="*", default=["ddpm_ten_class"], help="shipped generators to score too")
+    p.add_argument("--train-threads", type=int, default=None,
+                   help="the threads the training ran on, if a finished run is judged with other --threads")
     p.add_argument("--run-dir", type=Path, default=cache_dir() / "runs" / "ten_class")
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "ten-class-protocol")
     args = p.parse_args(argv)
@@ -158,6 +160,7 @@ def main(argv=None) -> None:
     metrics = {
         "objective": args.objective, "process": asdict(process.cfg),
         "classes": list(CLASSES), "steps": history.steps, "train_minutes": round(history.seconds / 60, 1),
+        "curve": {k: [round(v, 5) for v in history[k]] for k in ("train_loss", "val_loss", "seconds")},
         "ema_decay": args.ema_decay, "sampler": sampler, "sampler_steps": steps, "guidance": w,
         "guidance_selection": {"n": args.n_select, "judge_fd_train_reference": select},
         "judge": {str(w): {k: result[k] for k in ("acc", "fd", "kid")}},
@@ -165,6 +168,7 @@ def main(argv=None) -> None:
         "n_reference": len(test), "real_judge_accuracy": round(protocol.real_acc, 4),
         **{k: result[k] for k in ("fid", "fid_real", "fid_reference") if k in result},
         "judge_minutes": round((time.perf_counter() - t0) / 60, 1), "first_stage": "ldm_first_stage.safetensors",
+        "threads": args.train_threads or torch.get_num_threads(), "judge_threads": torch.get_num_threads(),
         "check": {"n_per_class": CHECK_PER_CLASS, "seed": 0,
                   "heldout_loss": process.heldout_loss(prior, encode_set(first, check).x, check.y, seed=0)},
     }

@@ -79,6 +79,7 @@ SOURCES = {
     "fid": lambda: _json("benchmarks/results/fid-real-vs-real-2000.json"),
     "ttq-vae": lambda: _json("benchmarks/results/ttq-vae-cpu.json"),
     "ttq-ddpm": lambda: _json("benchmarks/results/ttq-ddpm-cpu.json"),
+    "ceiling": lambda: _json("benchmarks/results/first-stage-ceiling.json"),
     "ten-class": lambda: _json("benchmarks/results/ten-class-protocol.json"),
     "em-ldm": lambda: _json("benchmarks/results/equal-minutes-ten-class/ttq-ldm-cpu.json"),
     "em-lfm": lambda: _json("benchmarks/results/equal-minutes-ten-class/ttq-lfm-cpu.json"),
