@@ -709,14 +709,19 @@ def score(name, s):   # one row of the table from a file's recorded judge scores
 
 
 table = [score(f"ten-class DDPM, w = {float(w):g}", s) for w, s in meta_ten["judge"].items()]
+lfm_ten = read_metadata(shipped("ldm_ten_class"))["metrics"]                 # chapter 07's ten-class generator
 table += [score("chapter 03's ten-class CVAE", cvae_ten),
+          score(f"chapter 07's latent flow matching, w = {lfm_ten['guidance']:g}",
+                {**lfm_ten["judge"][str(lfm_ten["guidance"])], "n_eval": lfm_ten["n_eval"]}),
           {"model": "real test images", "judge accuracy": f"{judge_acc:.0%}", "FD": "n/a (the reference set)",
            "KID": "n/a", "samples": "all"}]
 display(Markdown(markdown_table(table)))
 
 # %% [markdown]
 # Guidance nearly doubles the share of samples the judge recognises and lowers the FD, and
-# both DDPM rows are far closer to the test images than chapter 03's CVAE. The real-images row
+# both DDPM rows are far closer to the test images than chapter 03's CVAE. The row below the
+# CVAE is a preview: chapter 07's generator, a flow-matching prior in chapter 06's latent space,
+# scored with the same judge against the same test images. The real-images row
 # has no FD or KID: the test images are the reference the other rows are measured against.
 # (Other real images would not score 0 against them: chapter 05 measures that floor.) Now look
 # at the samples themselves, with the same sampler as above, up to six per class:
