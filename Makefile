@@ -83,7 +83,8 @@ $(TEST_STAMP): $(STAMP) requirements-test.txt
 # Colab preinstalls ipywidgets 7.7.1 (the course keeps it: upgrading it in a running session
 # broke its widgets), so `make test-widgets7` runs tests/test_widgets.py in a second venv that
 # holds only ipywidgets 7.7.1 (and ipython-genutils, which it imports) and sees everything else,
-# the lock's torch pair included, through a .pth file pointing at .venv's site-packages: its own
+# the lock's torch pair included, through a .pth file that adds .venv's site-packages as a site
+# directory (so its own .pth files, the course's editable install among them, count too): its own
 # site-packages come first, so ipywidgets 7 shadows .venv's 8. (A second copy of the 5 GB CUDA
 # torch would add three minutes and 5.6 GB to CI.) --no-deps: ipywidgets 7's frontend package
 # would pull in the classic notebook, which the tests never use.
@@ -94,7 +95,7 @@ W7_PINS  := ipywidgets==7.7.1 ipython-genutils==0.2.0
 $(W7_STAMP): $(STAMP)
 	test -x $(W7_VENV)/bin/python || $(PYTHON) -m venv $(W7_VENV)
 	$(W7_VENV)/bin/python -m pip install --quiet --no-deps $(W7_PINS)
-	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+	$(BIN)/python -c "import sysconfig; print('import site; site.addsitedir(%r)' % sysconfig.get_paths()['purelib'])" \
 	  > "$$($(W7_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/course-venv.pth"
 	$(W7_VENV)/bin/python -c "import ipywidgets, torch; assert ipywidgets.__version__ == '7.7.1', ipywidgets.__version__"
 	$(W7_VENV)/bin/python tools/check_env.py
