@@ -105,11 +105,11 @@ WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR":
 BWRAP_ENV = {"PATH": WORKER_ENV["PATH"], "LANG": "C.UTF-8"}
 
 
-def tmp_is_separate() -> bool:
+def tmp_is_separate(binds: list[str] | None = None) -> bool:
     """True where the Python install or the course is under /tmp (a clone or venv there): its bind
     would hide a /tmp inside the folder's tmpfs, so /tmp is a tmpfs of its own, capped like the
     folder at `disk_bytes` (twice the disk a notebook can fill, instead of once)."""
-    return any(a == "/tmp" or a.startswith("/tmp/") for a in _system_binds())
+    return any(a == "/tmp" or a.startswith("/tmp/") for a in (_system_binds() if binds is None else binds))
 
 
 def bwrap_command(bwrap: str, limits: Limits) -> list[str]:
@@ -119,7 +119,7 @@ def bwrap_command(bwrap: str, limits: Limits) -> list[str]:
     /dev/shm (capped at `shm_bytes`); the root bwrap builds and /dev are remounted read-only.
     """
     binds = _system_binds()
-    if tmp_is_separate():                       # an install under /tmp: /tmp gets its own capped tmpfs
+    if tmp_is_separate(binds):                  # an install under /tmp: /tmp gets its own capped tmpfs
         scratch = ["--size", str(int(limits.disk_bytes)), "--tmpfs", "/tmp"]
         tmp_link = []
     else:
